@@ -21,7 +21,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = PROJECT_ROOT / "params"
 
 
-class ConfigError(ValueError):
+from ramit.errors import RamitError
+
+
+class ConfigError(RamitError, ValueError):
     """A params file is missing, unreadable or does not match its schema."""
 
 

@@ -1,0 +1,189 @@
+"""The `ramit` command line: one subcommand per pipeline stage.
+
+Snakemake rules and DVC stages call exactly these commands, so anything the pipeline does a user can
+run by hand. Heavy imports (torch, mlflow) happen inside the commands to keep `ramit --help` instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="RAMiT benchmark pipeline: fetch -> degrade -> train -> evaluate -> profile -> report.",
+)
+
+MIRROR_HELP = (
+    "Replace the public base URL by a local directory or an http(s) URL laid out like it "
+    "(default: $RAMIT_MIRROR, else the params file's `mirror`, else the public URLs)."
+)
+
+
+def _fail_cleanly(fn):
+    """Turn our own expected errors into one red line and exit code 2 instead of a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ramit.errors import RamitError
+
+        try:
+            return fn(*args, **kwargs)
+        except RamitError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------- data
+@app.command()
+@_fail_cleanly
+def fetch(
+    datasets: List[str] = typer.Argument(..., help="Registry names (params/datasets.yaml), e.g. Set5 Embedded."),
+    data_dir: Path = typer.Option(Path("data/raw"), help="Where verified datasets are installed."),
+    mirror: Optional[str] = typer.Option(None, help=MIRROR_HELP),
+    registry: Path = typer.Option(Path("params/datasets.yaml"), help="Dataset registry file."),
+):
+    """Download (or build, for the embedded set) and verify datasets."""
+    from ramit.data.fetch import fetch_datasets
+
+    fetch_datasets(datasets, data_dir=data_dir, mirror=mirror, registry=registry)
+
+
+@app.command()
+@_fail_cleanly
+def degrade(
+    setting: str = typer.Argument(..., help="Setting key (x2, cdn_s25, lle, ...) or, with --train, a model key (x2, cdn, ...)."),
+    dataset: str = typer.Argument(..., help="Registry name of an installed dataset."),
+    out: Path = typer.Option(..., help="Output directory (HQ/, LQ/, manifest.json)."),
+    data_dir: Path = typer.Option(Path("data/raw"), help="Where `ramit fetch` installed the dataset."),
+    train: bool = typer.Option(False, "--train", help="Make training pairs instead of a test set."),
+    registry: Path = typer.Option(Path("params/datasets.yaml"), help="Dataset registry file."),
+):
+    """Make the degraded inputs and scoring references of one dataset, as the authors did."""
+    from ramit.data.degrade import degrade_dataset
+
+    degrade_dataset(setting, dataset, data_dir=data_dir, out=out, train=train, registry=registry)
+
+
+# -------------------------------------------------------------------------------------------- train
+@app.command()
+@_fail_cleanly
+def train(
+    model: str = typer.Option(..., help="Model name, e.g. RAMiT-1, SwinIR-light, RAMiT-abl-no-helper."),
+    task: str = typer.Option(..., help="sr, cdn, gdn, lle or dr."),
+    recipe: Path = typer.Option(..., help="Training recipe (params/train/*.yaml)."),
+    train_data: List[Path] = typer.Option(..., help="Training pair directories (from `ramit degrade --train`)."),
+    out: Path = typer.Option(..., help="Run directory; rerunning the same command resumes from it."),
+    scale: Optional[int] = typer.Option(None, help="SR scale (2, 3, 4)."),
+    val_data: Optional[Path] = typer.Option(None, help="Held-out pairs (a `ramit degrade` test-set directory)."),
+    init: Optional[Path] = typer.Option(None, help="Warm start: weights of a trained model (e.g. the x2 model for x3/x4)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set iterations=200."),
+    seed: Optional[int] = typer.Option(None, help="Override the recipe seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
+    """Train one model with one recipe (torchrun-aware; resumes automatically)."""
+    from ramit.train.loop import train_main
+
+    train_main(model=model, task=task, scale=scale, recipe=recipe, train_data=train_data, val_data=val_data,
+               out=out, init=init, overrides=set_, seed=seed, device=device)
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+@app.command("fetch-weights")
+@_fail_cleanly
+def fetch_weights(
+    files: List[str] = typer.Argument(None, help="Checkpoint files (e.g. RAMiT-1_X2.pth); default: all available."),
+    out: Path = typer.Option(Path("weights/released"), help="Where verified checkpoints are installed."),
+    mirror: Optional[str] = typer.Option(None, help=MIRROR_HELP),
+    registry: Path = typer.Option(Path("params/checkpoints.yaml"), help="Released-checkpoint registry."),
+):
+    """Download and verify the authors' released checkpoints."""
+    from ramit.evaluate.released import fetch_weights as _fetch
+
+    _fetch(files or None, out=out, mirror=mirror, registry=registry)
+
+
+@app.command()
+@_fail_cleanly
+def evaluate(
+    model: str = typer.Option(..., help="Model name."),
+    setting: str = typer.Option(..., help="Setting key: x2, cdn_s25, gdn_s50, lle, dr, ..."),
+    data: Path = typer.Option(..., help="A `ramit degrade` output directory."),
+    out: Path = typer.Option(..., help="Per-dataset JSON (DVC metrics); the per-image CSV goes beside it."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Official .pth or our .safetensors (not for Bicubic/Identity)."),
+    source: str = typer.Option("trained", help="trained or released (recorded in the JSON)."),
+    save_images: Optional[Path] = typer.Option(None, help="Also write restored PNGs here."),
+    tile: Optional[int] = typer.Option(None, help="Tile size in input pixels (default: whole image, as the authors)."),
+    tile_overlap: int = typer.Option(32, help="Overlap between tiles in input pixels."),
+    self_ensemble: bool = typer.Option(False, help="x8 geometric self-ensemble (the authors did not use it)."),
+    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (half precisions on GPU only)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
+    """Score one model on one degraded test set with the authors' protocol."""
+    from ramit.evaluate.evaluate import evaluate_cli
+
+    evaluate_cli(model=model, setting=setting, data=data, out=out, checkpoint=checkpoint, source=source,
+                 save_images=save_images, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble,
+                 precision=precision, device=device)
+
+
+@app.command()
+@_fail_cleanly
+def profile(
+    model: str = typer.Option(..., help="Model name."),
+    task: str = typer.Option(..., help="sr, cdn, gdn, lle or dr."),
+    scale: Optional[int] = typer.Option(None, help="SR scale."),
+    size: Optional[str] = typer.Option(None, help="Input HxW (default: SR output 1280x720, i.e. LR 640x360 at x2; 256x256 otherwise)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    threads: int = typer.Option(2, help="CPU threads for the latency measurement."),
+    runs: int = typer.Option(5, help="Timed runs after warm-up (median reported)."),
+    latency: bool = typer.Option(True, help="Measure latency (off: params and MACs only)."),
+    out: Optional[Path] = typer.Option(None, help="Write the JSON here."),
+):
+    """Print params, MACs (attention matmuls included), latency and peak memory."""
+    from ramit.evaluate.profile import profile_cli
+
+    profile_cli(model=model, task=task, scale=scale, size=size, device=device, threads=threads, runs=runs,
+                latency=latency, out=out)
+
+
+# ------------------------------------------------------------------------------------------- report
+@app.command()
+@_fail_cleanly
+def report(
+    results: Path = typer.Option(Path("results"), help="Results tree written by evaluate/profile."),
+    runs: Path = typer.Option(Path("runs"), help="Training runs (for curves)."),
+    data: Path = typer.Option(Path("data/degraded"), help="Degraded test sets (for the visual strip)."),
+    out: Path = typer.Option(Path("reports"), help="Output directory."),
+    params: Path = typer.Option(Path("params/run.yaml"), help="Run plan (which rows/columns to show)."),
+    references: Path = typer.Option(Path("params/reference_results.yaml"), help="Reference numbers to diff against."),
+):
+    """Compile paper-style tables and figures into reports/."""
+    from ramit.report.build import build_report
+
+    build_report(results=results, runs=runs, data=data, out=out, params=params, references=references)
+
+
+# ----------------------------------------------------------------------------------------- pipeline
+@app.command()
+@_fail_cleanly
+def stages(
+    params: Path = typer.Option(Path("params/run.yaml"), help="Run plan."),
+    write_dvc: Optional[Path] = typer.Option(None, help="Write the DVC pipeline (dvc.yaml) here."),
+    check_dvc: Optional[Path] = typer.Option(None, help="Exit 1 if this dvc.yaml is not what the params give."),
+):
+    """Validate params and list the pipeline's stages (the one DAG Snakemake and DVC both run)."""
+    from ramit.pipeline import stages_cli
+
+    stages_cli(params=params, write_dvc=write_dvc, check_dvc=check_dvc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
