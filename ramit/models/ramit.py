@@ -1,0 +1,478 @@
+"""RAMiT: Reciprocal Attention Mixing Transformer (arXiv 2305.11474), written from the project spec.
+
+The module layout and state_dict names match the authors' released checkpoints exactly, so their
+`.pth` files load with `strict=True`. `RAMiT.forward` runs the authors' *test-engine* path (edge-repeating
+symmetric padding to a multiple of 32, normalisation, network, de-normalisation, crop), because that is
+what their published numbers were measured with (see spec 2.17: CHSA is global, so the padding content
+changes every output pixel).
+
+Data flow (spec 2.17):
+
+    x -> pad -> normalise -> shallow -> stage1 -> down1 -> stage2 -> down2 -> stage3
+                               |          |                  |                  |
+                               +----------+---- bottleneck --+------------------+
+                                                    |
+                                                  stage4 -> o4 * H-RAMi(m1, m2, m3, m4) + f0
+                                                    -> to_target (-> + xn if scale 1) -> de-normalise -> crop
+
+Two attention implementations compute the same function: `attn_impl="sdpa"` (fused
+`F.scaled_dot_product_attention`, used by default) and `attn_impl="reference"` (the spec's steps
+transcribed literally: explicit matmul, bias add, softmax). Tests check they agree; the benchmark
+reports the speed ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ATTN_IMPLS = ("sdpa", "reference")
+
+# Per-task input statistics the released checkpoints were trained with (spec 3). SR picks by scale.
+IMG_NORM: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "sr2": ((0.4485, 0.4375, 0.4045), (0.2397, 0.2290, 0.2389)),
+    "sr3": ((0.4485, 0.4375, 0.4045), (0.2373, 0.2265, 0.2367)),
+    "sr4": ((0.4485, 0.4375, 0.4045), (0.2352, 0.2244, 0.2349)),
+    "cdn": ((0.4775, 0.4515, 0.4047), (0.2442, 0.2367, 0.2457)),
+    "gdn": ((0.4539,), (0.2326,)),
+    "lle": ((0.1687, 0.1599, 0.1526), (0.1142, 0.1094, 0.1094)),
+    "dr": ((0.5110, 0.5105, 0.4877), (0.2313, 0.2317, 0.2397)),
+}
+
+
+def img_norm_stats(task: str, scale: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    key = f"sr{scale}" if task == "sr" else task
+    if key not in IMG_NORM:
+        raise ValueError(f"no normalisation constants for task {task!r} scale {scale}; known: {sorted(IMG_NORM)}")
+    return IMG_NORM[key]
+
+
+def pad_symmetric(x: torch.Tensor, unit: int) -> torch.Tensor:
+    """Pad bottom/right to a multiple of `unit`, mirroring *with* the edge pixel (torchvision 'symmetric')."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % unit, (-w) % unit
+    if ph > h or pw > w:
+        raise ValueError(f"input {h}x{w} is too small: symmetric padding to a multiple of {unit} needs at least "
+                         f"{unit // 2} px per side")
+    if ph:
+        x = torch.cat([x, x[..., h - ph:, :].flip(-2)], dim=-2)
+    if pw:
+        x = torch.cat([x, x[..., :, w - pw:].flip(-1)], dim=-1)
+    return x
+
+
+# ------------------------------------------------------------------------------------ small layers
+class ReshapeLayerNorm(nn.Module):
+    """LayerNorm over channels at every pixel of an NCHW map (the key `.norm` is the checkpoint's)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class MobiVari1(nn.Module):
+    """Depthwise 3x3 + pointwise 1x1 (MobileNet-v1-like) with inner and outer residuals."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.dw_conv = nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch)
+        self.pw_conv = nn.Conv2d(in_ch, out_ch, 1)
+        self.act = nn.LeakyReLU()
+        self.residual = in_ch == out_ch
+
+    def forward(self, x):
+        z = self.act(self.pw_conv(self.act(self.dw_conv(x)) + x))
+        return z + x if self.residual else z
+
+
+def mobivari2_width(in_ch: int, exp_factor: float, groups: int) -> int:
+    # The official rounding always adds channels, a whole group when already divisible (76 -> 80).
+    q = int(in_ch * exp_factor)
+    return q + (groups - q % groups)
+
+
+class MobiVari2(nn.Module):
+    """Grouped 1x1 expansion, depthwise 3x3 + pointwise 1x1 (MobileNet-v2-like), no final activation."""
+
+    def __init__(self, in_ch: int, out_ch: int, exp_factor: float, expand_groups: int):
+        super().__init__()
+        exp_ch = mobivari2_width(in_ch, exp_factor, expand_groups)
+        # Registration order dw, pw, exp reproduces the checkpoint's key order.
+        self.dw_conv = nn.Conv2d(exp_ch, exp_ch, 3, padding=1, groups=exp_ch)
+        self.pw_conv = nn.Conv2d(exp_ch, out_ch, 1)
+        self.exp_conv = nn.Conv2d(in_ch, exp_ch, 1, groups=expand_groups)
+        self.act = nn.LeakyReLU()
+        self.residual = in_ch == out_ch
+
+    def forward(self, x):
+        u = self.act(self.exp_conv(x))
+        z = self.pw_conv(self.act(self.dw_conv(u)) + u)
+        return z + x if self.residual else z
+
+
+def make_mobivari(mv_ver: int, in_ch: int, out_ch: int, exp_factor: float, expand_groups: int) -> nn.Module:
+    if mv_ver == 1:
+        return MobiVari1(in_ch, out_ch)
+    if mv_ver == 2:
+        return MobiVari2(in_ch, out_ch, exp_factor, expand_groups)
+    raise ValueError(f"mv_ver must be 1 or 2, got {mv_ver!r}")
+
+
+class NoLayer(nn.Module):
+    """Stands in for an attention branch with zero heads: no parameters, an empty channel slice out."""
+
+    def forward(self, qkv, *args, **kwargs):
+        b, _, _, h, w = qkv.shape
+        return qkv.new_zeros(b, 0, h, w)
+
+
+# ----------------------------------------------------------------------------------------- attention
+def _window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """[B, G, c, H, W] -> [B*nW, G, ws*ws, c]; windows batch-major then row-major, tokens row-major."""
+    b, g, c, h, w = x.shape
+    x = x.view(b, g, c, h // ws, ws, w // ws, ws).permute(0, 3, 5, 1, 4, 6, 2)
+    return x.reshape(-1, g, ws * ws, c)
+
+
+def _window_merge(x: torch.Tensor, ws: int, b: int, h: int, w: int) -> torch.Tensor:
+    """[B*nW, G, ws*ws, c] -> [B, G*c, H, W] with head-major channels (h*c + j)."""
+    g, c = x.shape[1], x.shape[3]
+    x = x.view(b, h // ws, w // ws, g, ws, ws, c).permute(0, 3, 6, 1, 4, 2, 5)
+    return x.reshape(b, g * c, h, w)
+
+
+class SpatialSelfAttention(nn.Module):
+    """SPSA: shifted-window cosine attention with relative position bias; the shift has NO mask (spec 2.3)."""
+
+    def __init__(self, num_heads: int, head_dim: int, window_size: int, attn_impl: str = "sdpa"):
+        super().__init__()
+        self.num_heads, self.head_dim, self.window_size = num_heads, head_dim, window_size
+        self.attn_impl = attn_impl
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(num_heads, 1, 1)))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
+        coords = coords.flatten(1)  # [2, ws*ws], token t = r*ws + c
+        rel = coords[:, :, None] - coords[:, None, :] + window_size - 1
+        # Persistent: the released checkpoints contain it.
+        self.register_buffer("relative_position_index", rel[0] * (2 * window_size - 1) + rel[1])
+        self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
+
+    def _bias(self) -> torch.Tensor:
+        n = self.window_size ** 2
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # [heads, n, n]
+
+    def _scale(self) -> torch.Tensor:
+        return torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+
+    def forward(self, qkv: torch.Tensor, shift: int, helper: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """qkv [B, heads, 3d, H, W]; helper = previous block's CHSA output [B, L2*d, H, W] or None."""
+        if self.attn_impl == "reference":
+            return self._forward_reference(qkv, shift, helper)
+        b, nh, _, h, w = qkv.shape
+        d, ws = self.head_dim, self.window_size
+        if shift:
+            qkv = torch.roll(qkv, (-shift, -shift), dims=(3, 4))
+        # One copy puts q, k, v of every window side by side: [3, B*nW, heads, ws*ws, d].
+        t = qkv.view(b, nh, 3, d, h // ws, ws, w // ws, ws).permute(2, 0, 4, 6, 1, 5, 7, 3)
+        q, k, v = t.reshape(3, -1, nh, ws * ws, d).unbind(0)
+        if helper is not None:
+            # Averaging over CHSA heads commutes with roll and partition, so do it on the smaller map.
+            g = helper.view(b, -1, d, h, w).mean(1, keepdim=True)
+            if shift:
+                g = torch.roll(g, (-shift, -shift), dims=(3, 4))
+            v = v * _window_partition(g, ws)
+        # Cosine attention: q^.k^T * scale == (q^ * scale).k^T, so the scale rides on q and SDPA uses scale=1.
+        q = F.normalize(q, dim=-1) * self._scale()
+        k = F.normalize(k, dim=-1)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=self._bias().to(q.dtype), scale=1.0)
+        o = self.proj(_window_merge(o, ws, b, h, w))
+        if shift:
+            o = torch.roll(o, (shift, shift), dims=(2, 3))
+        return o
+
+    def _forward_reference(self, qkv, shift, helper):
+        """The spec's steps one by one (kept for the parity test and the benchmark baseline)."""
+        b, nh, _, h, w = qkv.shape
+        d, ws = self.head_dim, self.window_size
+        if shift:
+            qkv = torch.roll(qkv, (-shift, -shift), dims=(3, 4))
+        windows = _window_partition(qkv, ws)  # [B*nW, heads, ws*ws, 3d]
+        q, k, v = windows[..., :d], windows[..., d:2 * d], windows[..., 2 * d:]
+        if helper is not None:
+            g = helper.view(b, -1, d, h, w)
+            if shift:
+                g = torch.roll(g, (-shift, -shift), dims=(3, 4))
+            v = v * _window_partition(g, ws).mean(1, keepdim=True)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * self._scale() + self._bias().unsqueeze(0)
+        o = attn.softmax(dim=-1) @ v
+        o = self.proj(_window_merge(o, ws, b, h, w))
+        if shift:
+            o = torch.roll(o, (shift, shift), dims=(2, 3))
+        return o
+
+
+class ChannelSelfAttention(nn.Module):
+    """CHSA: global cosine attention between channels of each head (d x d scores), no windows (spec 2.4)."""
+
+    def __init__(self, num_heads: int, head_dim: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(num_heads, 1, 1)))
+        self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
+
+    def forward(self, qkv: torch.Tensor, helper: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """qkv [B, heads, 3d, H, W]; helper = previous block's SPSA output [B, L1*d, H, W] or None."""
+        b, nh, _, h, w = qkv.shape
+        d = self.head_dim
+        t = qkv.reshape(b, nh, 3 * d, h * w)
+        q, k, v = t[:, :, :d], t[:, :, d:2 * d], t[:, :, 2 * d:]
+        if helper is not None:
+            v = v * helper.mean(1, keepdim=True).view(b, 1, 1, h * w)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = (attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()).softmax(dim=-1)
+        return self.proj((attn @ v).view(b, nh * d, h, w))
+
+
+# ------------------------------------------------------------------------------------------- blocks
+class QKVProjection(nn.Module):
+    def __init__(self, dim: int, qkv_bias: bool):
+        super().__init__()
+        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=qkv_bias)
+
+    def forward(self, x):
+        return self.qkv(x)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden_ratio: float):
+        super().__init__()
+        self.hidden = nn.Conv2d(dim, int(dim * hidden_ratio), 1)
+        self.act = nn.GELU()  # exact (erf) GELU, as the checkpoints were trained with
+        self.out = nn.Conv2d(int(dim * hidden_ratio), dim, 1)
+
+    def forward(self, x):
+        return self.out(self.act(self.hidden(x)))
+
+
+class DRAMiTBlock(nn.Module):
+    """Dimensional reciprocal attention block: SPSA and CHSA heads in parallel, MobiVari mixer, post-norm."""
+
+    def __init__(self, dim: int, num_heads: int, chsa_head_ratio: float, window_size: int, shift: int,
+                 hidden_ratio: float, qkv_bias: bool, mv_ver: int, exp_factor: float, expand_groups: int,
+                 attn_impl: str = "sdpa"):
+        super().__init__()
+        self.num_heads, self.head_dim, self.shift = num_heads, dim // num_heads, shift
+        self.ch_heads = int(num_heads * chsa_head_ratio)
+        self.sp_heads = num_heads - self.ch_heads
+        self.qkv_proj = QKVProjection(dim, qkv_bias)
+        self.sp_attn = (SpatialSelfAttention(self.sp_heads, self.head_dim, window_size, attn_impl)
+                        if self.sp_heads else NoLayer())
+        self.ch_attn = ChannelSelfAttention(self.ch_heads, self.head_dim) if self.ch_heads else NoLayer()
+        self.mobivari = make_mobivari(mv_ver, dim, dim, exp_factor, expand_groups)
+        self.norm1 = ReshapeLayerNorm(dim)
+        self.ffn = FeedForward(dim, hidden_ratio)
+        self.norm2 = ReshapeLayerNorm(dim)
+
+    def forward(self, x, sp_prev=None, ch_prev=None):
+        b, _, h, w = x.shape
+        qkv = self.qkv_proj(x).view(b, self.num_heads, 3 * self.head_dim, h, w)  # head-major (spec 2.2)
+        sp = self.sp_attn(qkv[:, :self.sp_heads], self.shift, helper=ch_prev)
+        ch = self.ch_attn(qkv[:, self.sp_heads:], helper=sp_prev)
+        m = self.mobivari(torch.cat([sp, ch], dim=1))
+        a = self.norm1(m) + x
+        out = self.norm2(self.ffn(a)) + a
+        return out, sp, ch, m
+
+
+class EncoderStage(nn.Module):
+    """`depth` D-RAMiT blocks; odd blocks shift by ws/2; the reciprocal helper is threaded within the stage."""
+
+    def __init__(self, depth: int, dim: int, num_heads: int, chsa_head_ratio: float, window_size: int,
+                 hidden_ratio: float, qkv_bias: bool, mv_ver: int, exp_factor: float, expand_groups: int,
+                 helper: bool, attn_impl: str = "sdpa"):
+        super().__init__()
+        self.blocks = nn.ModuleDict({
+            f"block{i}": DRAMiTBlock(dim, num_heads, chsa_head_ratio, window_size,
+                                     0 if i % 2 == 0 else window_size // 2, hidden_ratio, qkv_bias, mv_ver,
+                                     exp_factor, expand_groups, attn_impl)
+            for i in range(depth)})
+        # With one branch empty there is nothing to pass across (spec 2.5).
+        ch_heads = int(num_heads * chsa_head_ratio)
+        self.helper = helper and 0 < ch_heads < num_heads
+
+    def forward(self, x):
+        sp = ch = None
+        for blk in self.blocks.values():
+            x, sp, ch, m = blk(x, sp, ch) if self.helper else blk(x)
+        return x, m
+
+
+class ShallowModule(nn.Module):
+    def __init__(self, in_chans: int, dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, dim, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Downsizing(nn.Module):
+    """Space-to-depth by 2 (position-major channels, not pixel_unshuffle's order), LN, MobiVari 4C -> C."""
+
+    def __init__(self, dim: int, mv_ver: int, exp_factor: float, expand_groups: int):
+        super().__init__()
+        self.norm = ReshapeLayerNorm(4 * dim)
+        self.reduction = make_mobivari(mv_ver, 4 * dim, dim, exp_factor, expand_groups)
+
+    def forward(self, x):
+        x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]], dim=1)
+        return self.reduction(self.norm(x))
+
+
+class Bottleneck(nn.Module):
+    """Brings the three encoder outputs back to full resolution (pixel shuffle) and fuses them."""
+
+    def __init__(self, dim: int, mv_ver: int, exp_factor: float, expand_groups: int):
+        super().__init__()
+        self.act = nn.LeakyReLU()
+        self.mobivari = make_mobivari(mv_ver, dim + dim // 4 + dim // 16, dim, exp_factor, expand_groups)
+        self.norm = ReshapeLayerNorm(dim)
+
+    def forward(self, f0, o1, o2, o3):
+        f1 = F.max_pool2d(f0, 2)
+        f2 = F.max_pool2d(f1, 2)
+        b1 = o1 + self.act(f0)
+        b2 = F.pixel_shuffle(o2 + self.act(f1), 2)
+        b3 = F.pixel_shuffle(o3 + self.act(f2), 4)
+        return self.norm(self.mobivari(torch.cat([b1, b2, b3], dim=1)))
+
+
+class HRAMi(nn.Module):
+    """Hierarchical reciprocal attention mixing: the four stages' mixer maps -> one gate for stage 4."""
+
+    def __init__(self, dim: int, mv_ver: int, exp_factor: float, expand_groups: int):
+        super().__init__()
+        self.mobivari = make_mobivari(mv_ver, 2 * dim + dim // 4 + dim // 16, dim, exp_factor, expand_groups)
+
+    def forward(self, m1, m2, m3, m4):
+        return self.mobivari(torch.cat([m1, F.pixel_shuffle(m2, 2), F.pixel_shuffle(m3, 4), m4], dim=1))
+
+
+class Reconstruction(nn.Module):
+    def __init__(self, dim: int, out_chans: int, scale: int, tail_mv: int, mv_ver: int, exp_factor: float,
+                 expand_groups: int):
+        super().__init__()
+        self.mobivari = nn.Sequential(OrderedDict(
+            (f"mobivari{i}", make_mobivari(mv_ver, dim, dim, exp_factor, expand_groups)) for i in range(tail_mv)))
+        self.conv = nn.Conv2d(dim, out_chans * scale * scale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale) if scale > 1 else nn.Identity()
+        self.final_conv = nn.Conv2d(out_chans, out_chans, 3, padding=1)
+
+    def forward(self, x):
+        return self.final_conv(self.shuffle(self.conv(self.mobivari(x))))
+
+
+# ------------------------------------------------------------------------------------------- network
+class RAMiT(nn.Module):
+    """The full network; `forward` takes [B, C, h, w] in [0, 1] and returns [B, C, h*s, w*s], unclamped.
+
+    Hyper-parameters (spec 1 and 2.9; the named variants live in `variants.yaml`):
+      dim, depths, num_heads          width, blocks per stage (4 stages), heads per stage
+      chsa_head_ratio                 share of heads doing channel attention (0 -> SPSA only, 1 -> CHSA only)
+      mv_ver                          MobiVari 1 (RAMiT-1) or 2 at every mixing site
+      exp_factor, expand_groups       MobiVari2 of the reconstruction head (the spec file's values)
+      block_exp_factor/_groups        MobiVari2 of blocks and Downsizing (hard-coded 1.2/4 officially)
+      bottleneck_exp_factor/_groups   MobiVari2 of Bottleneck and H-RAMi (1.2/4, slimSR 2.0/1, slimLLE 1.2/3)
+      helper                          reciprocal helper on/off (official: on for SR/LLE, off for DN/DR)
+      hrami                           H-RAMi gate on/off (off: o4 + f0, no attn_mix parameters)
+      img_mean, img_std               per-task normalisation (not in the state_dict)
+      attn_impl                       "sdpa" (fused) or "reference" (explicit matmul + softmax)
+    """
+
+    def __init__(self, *, in_chans: int = 3, out_chans: Optional[int] = None, scale: int = 1, task: str = "sr",
+                 dim: int = 64, depths: Sequence[int] = (6, 4, 4, 6), num_heads: Sequence[int] = (4, 4, 4, 4),
+                 chsa_head_ratio: float = 0.25, window_size: int = 8, hidden_ratio: float = 2.0,
+                 qkv_bias: bool = True, mv_ver: int = 2, exp_factor: float = 1.2, expand_groups: int = 4,
+                 block_exp_factor: float = 1.2, block_expand_groups: int = 4,
+                 bottleneck_exp_factor: float = 1.2, bottleneck_expand_groups: int = 4, tail_mv: int = 2,
+                 helper: bool = True, hrami: bool = True, img_mean: Optional[Sequence[float]] = None,
+                 img_std: Optional[Sequence[float]] = None, attn_impl: str = "sdpa"):
+        super().__init__()
+        if len(depths) != 4 or len(num_heads) != 4:
+            raise ValueError(f"depths and num_heads need 4 entries, got {list(depths)} and {list(num_heads)}")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+        if not 0.0 <= chsa_head_ratio <= 1.0:
+            raise ValueError(f"chsa_head_ratio must be in [0, 1], got {chsa_head_ratio}")
+        if scale not in (1, 2, 3, 4):
+            raise ValueError(f"scale must be 1, 2, 3 or 4, got {scale}")
+        out_chans = in_chans if out_chans is None else out_chans
+        if img_mean is None or img_std is None:
+            img_mean, img_std = img_norm_stats(task, scale)
+        if len(img_mean) != in_chans or len(img_std) != in_chans:
+            raise ValueError(f"img_mean/img_std have {len(img_mean)}/{len(img_std)} entries for {in_chans} channels")
+        self.in_chans, self.out_chans, self.scale, self.task = in_chans, out_chans, scale, task
+        self.hrami = hrami
+        # Padding unit: two 2x downsizings, then whole windows (spec 2.17).
+        self.unit = 2 ** (len(depths) - 2) * window_size
+        self.register_buffer("img_mean", torch.tensor(img_mean, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("img_std", torch.tensor(img_std, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+
+        def stage(i):
+            return EncoderStage(depths[i], dim, num_heads[i], chsa_head_ratio, window_size, hidden_ratio, qkv_bias,
+                                mv_ver, block_exp_factor, block_expand_groups, helper, attn_impl)
+
+        self.shallow = ShallowModule(in_chans, dim)
+        self.stage1 = stage(0)
+        self.down1 = Downsizing(dim, mv_ver, block_exp_factor, block_expand_groups)
+        self.stage2 = stage(1)
+        self.down2 = Downsizing(dim, mv_ver, block_exp_factor, block_expand_groups)
+        self.stage3 = stage(2)
+        self.bottleneck = Bottleneck(dim, mv_ver, bottleneck_exp_factor, bottleneck_expand_groups)
+        self.stage4 = stage(3)
+        self.attn_mix = HRAMi(dim, mv_ver, bottleneck_exp_factor, bottleneck_expand_groups) if hrami else None
+        self.to_target = Reconstruction(dim, out_chans, scale, tail_mv, mv_ver, exp_factor, expand_groups)
+
+    def forward_features(self, xn: torch.Tensor) -> torch.Tensor:
+        """The network proper on a normalised input whose sides are multiples of `self.unit`."""
+        f0 = self.shallow(xn)
+        o1, m1 = self.stage1(f0)
+        o2, m2 = self.stage2(self.down1(o1))
+        o3, m3 = self.stage3(self.down2(o2))
+        o4, m4 = self.stage4(self.bottleneck(f0, o1, o2, o3))
+        if self.attn_mix is not None:
+            o4 = o4 * self.attn_mix(m1, m2, m3, m4)
+        r = self.to_target(o4 + f0)
+        if self.scale == 1:
+            r = r + xn  # global residual, in normalised units
+        return r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = pad_symmetric(x, self.unit)
+        mean, std = self.img_mean.to(x.dtype), self.img_std.to(x.dtype)
+        r = self.forward_features((x - mean) / std)
+        y = r * std.to(r.dtype) + mean.to(r.dtype)
+        return y[:, :, :h * self.scale, :w * self.scale]
+
+
+def set_attn_impl(model: nn.Module, attn_impl: str) -> nn.Module:
+    """Switch every SPSA of `model` between the fused and the reference path (same weights, same function)."""
+    if attn_impl not in ATTN_IMPLS:
+        raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+    for m in model.modules():
+        if isinstance(m, SpatialSelfAttention):
+            m.attn_impl = attn_impl
+    return model
