@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, List, Optional
@@ -390,8 +389,8 @@ def _fmt_num(v, fmt: str, style: str) -> str:
     return format(v, fmt)
 
 
-def _fmt_params(v, style):  # thousands, as in lightweight-SR papers (e.g. 823K)
-    return _fmt_num(None if _isna(v) else round(v), "d", style) if not _isna(v) else _fmt_num(None, "", style)
+def _fmt_params(v, style):  # thousands, as lightweight-SR papers print them (e.g. 823K)
+    return _fmt_num(None if _isna(v) else int(round(float(v))), "d", style)
 
 
 def _fmt_macs(v, style):
@@ -449,7 +448,7 @@ def display(table: Table, style: str) -> tuple[list[tuple[str, ...]], list[list[
                 continue
             if what == "delta":
                 if m == FULL_MODEL:
-                    line.append("ref." if style == "md" else "ref.")
+                    line.append("ref.")
                 else:
                     line.append(_fmt_num(None, "", style) if _isna(r["delta_psnr"]) else _signed(r["delta_psnr"], style))
                 continue
@@ -516,7 +515,3 @@ def write_table(table: Table, out: Path) -> None:
     write_text(out / f"tables/{table.name}.md", f"### {table.title} — {table.source}\n\n" + to_markdown(table))
     write_text(out / f"tables/{table.name}.tex", to_latex(table))
     write_text(out / f"tables/{table.name}.csv", to_csv(table))
-
-
-def unused_warning(msg: str) -> None:  # pragma: no cover - kept for symmetry with figures
-    warnings.warn(msg, stacklevel=2)
