@@ -16,11 +16,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from ramit.config import ConfigError, Strict, load_yaml
 
@@ -105,7 +104,11 @@ class Registry(Strict):
     datasets: Dict[str, Dataset]
 
     # Set by `load_registry`: manifests are resolved relative to the registry file.
-    base_dir: Path = Path(".")
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
 
     def get(self, name: str) -> Dataset:
         if name not in self.datasets:
@@ -149,7 +152,7 @@ def _read_manifest(path: Path) -> Dict[str, List[FileEntry]]:
 def load_registry(path: str | Path = "params/datasets.yaml") -> Registry:
     path = Path(path)
     reg = load_yaml(path, Registry)
-    reg = reg.model_copy(update={"base_dir": path.resolve().parent})
+    reg._base_dir = path.resolve().parent
     for name, ds in reg.datasets.items():
         if ds.manifest and not reg.files(name):
             raise ConfigError(f"{path}: dataset {name!r}: no rows for it in {ds.manifest}")
