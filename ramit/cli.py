@@ -164,11 +164,13 @@ def report(
     out: Path = typer.Option(Path("reports"), help="Output directory."),
     params: Path = typer.Option(Path("params/run.yaml"), help="Run plan (which rows/columns to show)."),
     references: Path = typer.Option(Path("params/reference_results.yaml"), help="Reference numbers to diff against."),
+    source: Optional[str] = typer.Option(None, help="Only results of this source: trained or released (default: all)."),
 ):
     """Compile paper-style tables and figures into reports/."""
     from ramit.report.build import build_report
 
-    build_report(results=results, runs=runs, data=data, out=out, params=params, references=references)
+    build_report(results=results, runs=runs, data=data, out=out, params=params, references=references,
+                 source=source)
 
 
 # ----------------------------------------------------------------------------------------- pipeline

@@ -248,7 +248,8 @@ class _Builder:
             cmd += ["--set", f"{k}={v}"]
         self.add(Stage(
             name=f"train-{model}-{key}", family="train", cmd=cmd, deps=deps,
-            outs=[f"{run}/model.safetensors"], metrics=[f"{run}/summary.json"], plots=[f"{run}/history.csv"],
+            outs=[f"{run}/model.safetensors"], metrics=[f"{run}/summary.json"],
+            plots=[f"{run}/history.csv", f"{run}/val.csv"],
             persist=[f"{run}/ckpt"],
             # DVC fails on params keys absent from the file, so only list a model's overrides when it has some
             params=[f"models.{model}.train"] if plan.models[model].train else []))
@@ -322,7 +323,8 @@ def expand_stages(plan: RunPlan, params_file: str = "params/run.yaml") -> list[S
                 for dataset in plan.test_data[task_of(key)]:
                     trained_results.append(b.evaluate("trained", model, setting, dataset, ckpt))
             if mp.trained:
-                trained_results += [f"runs/{model}/{key}/history.csv", f"runs/{model}/{key}/summary.json"]
+                trained_results += [f"runs/{model}/{key}/history.csv", f"runs/{model}/{key}/summary.json",
+                                    f"runs/{model}/{key}/val.csv"]
     b.report("report", "trained", "reports", trained_results, released=False)
 
     released_results: list[str] = []

@@ -316,13 +316,16 @@ def build_tables(results: list[Result], profiles: dict, references: dict, order:
 
 def _make_table(name, source, group, kind, rs: list[Result], profiles, references, order: Ordering) -> Table:
     info0 = parse_setting(rs[0].setting)
-    cols = sorted({(r.dataset, r.setting) for r in rs},
+    # Ablation columns: only test sets some variant was run on (the full model is the baseline row).
+    col_src = [r for r in rs if r.model.startswith(ABLATION_PREFIX)] if kind == "ablation" else rs
+    cols = sorted({(r.dataset, r.setting) for r in col_src},
                   key=lambda c: (order.dataset_rank(c[0], info0.task), _sigma_rank(c[1])))
     models = order.models(r.model for r in rs)
     if kind == "ablation":
         # The full model is the reference row even when the plan would order it elsewhere.
         models = [m for m in models if m == FULL_MODEL] + [m for m in models if m != FULL_MODEL]
-    cell = {(r.model, r.dataset, r.setting): r for r in rs}
+    colset = set(cols)
+    cell = {(r.model, r.dataset, r.setting): r for r in rs if (r.dataset, r.setting) in colset}
     rows = []
     for m in models:
         prof = profiles.get((m, info0.model_key))
@@ -508,7 +511,7 @@ def to_latex(table: Table) -> str:
 
 
 def to_csv(table: Table) -> str:
-    return table.long.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+    return table.long.to_csv(index=False, lineterminator="\n", float_format="%.10g")
 
 
 def write_table(table: Table, out: Path) -> None:

@@ -6,6 +6,7 @@ rule train:
         weights="runs/{model}/{key}/model.safetensors",
         summary="runs/{model}/{key}/summary.json",
         history="runs/{model}/{key}/history.csv",
+        val="runs/{model}/{key}/val.csv",
     input:
         deps("runs/{model}/{key}/model.safetensors"),
     params:
