@@ -274,7 +274,7 @@ class _Builder:
             cmd += ["--save-images", f"{base}_images"]
             outs.append(f"{base}_images")
         self.add(Stage(name=f"evaluate-{source}-{model}-{setting}-{dataset}", family="evaluate", cmd=cmd,
-                       deps=deps, outs=outs, metrics=[f"{base}.json"], released=(source == "released")))
+                       deps=deps, outs=outs, metrics=[f"{base}.json"]))
         return f"{base}.json"
 
     def profile(self, model: str, key: str) -> str:
@@ -298,16 +298,16 @@ class _Builder:
             name=f"fetch-weights-{file.removesuffix('.pth')}", family="fetch_weights",
             cmd=["ramit", "fetch-weights", file, "--out", "weights/released",
                  *(["--mirror", mirror] if mirror else [])],
-            deps=["params/checkpoints.yaml"], outs=[out], released=True))
+            deps=["params/checkpoints.yaml"], outs=[out]))
         return out
 
-    def report(self, name: str, source: str, out: str, deps: list[str], released: bool) -> None:
+    def report(self, name: str, source: str, out: str, deps: list[str]) -> None:
         self.add(Stage(
             name=name, family="report",
             cmd=["ramit", "report", "--source", source, "--results", "results", "--runs", "runs",
                  "--data", "data/degraded", "--out", out, "--params", self.params_file],
             deps=sorted(set(deps)) + ["params/reference_results.yaml"],
-            outs=[f"{out}/README.md", f"{out}/tables", f"{out}/figures"], released=released))
+            outs=[f"{out}/README.md", f"{out}/tables", f"{out}/figures"]))
 
 
 def expand_stages(plan: RunPlan, params_file: str = "params/run.yaml") -> list[Stage]:
@@ -325,7 +325,9 @@ def expand_stages(plan: RunPlan, params_file: str = "params/run.yaml") -> list[S
             if mp.trained:
                 trained_results += [f"runs/{model}/{key}/history.csv", f"runs/{model}/{key}/summary.json",
                                     f"runs/{model}/{key}/val.csv"]
-    b.report("report", "trained", "reports", trained_results, released=False)
+    b.report("report", "trained", "reports", trained_results)
+
+    default_names = set(b.stages)
 
     released_results: list[str] = []
     for file in plan.released.checkpoints:
@@ -337,25 +339,12 @@ def expand_stages(plan: RunPlan, params_file: str = "params/run.yaml") -> list[S
             for dataset in plan.released.test_data.get(task_of(key), []):
                 released_results.append(b.evaluate("released", model, setting, dataset, ckpt))
     if plan.released.checkpoints:
-        b.report("report-released", "released", "reports/released", released_results, released=True)
-        # fetch/degrade stages reached only from released evaluations belong to the released target
-        needed_by_default = _closure(b.stages, [s for s in b.stages.values() if not s.released])
-        for s in b.stages.values():
-            s.released = s.name not in needed_by_default
+        b.report("report-released", "released", "reports/released", released_results)
+    # whatever only the released evaluations need (their checkpoints, real test sets) is the
+    # `released` target; stages the trained models share with it stay in the default target
+    for s in b.stages.values():
+        s.released = s.name not in default_names
     return list(b.stages.values())
-
-
-def _closure(stages: dict[str, Stage], roots: list[Stage]) -> set[str]:
-    producer = {t: s for s in stages.values() for t in s.targets}
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        s = todo.pop()
-        if s.name in seen:
-            continue
-        seen.add(s.name)
-        todo += [producer[d] for d in s.deps if d in producer]
-    return seen
 
 
 def default_stages(plan: RunPlan, params_file: str = "params/run.yaml") -> list[Stage]:
@@ -409,3 +398,34 @@ def stages_cli(params: Path, write_dvc: Optional[Path], check_dvc: Optional[Path
             typer.secho(f"{check_dvc} is stale: run `ramit stages --params {params} --write-dvc {check_dvc}`",
                         fg=typer.colors.RED, err=True)
             raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------ MLflow
+_umbrella = None
+
+
+def start_umbrella_run(orchestrator: str, params_file: str) -> Optional[str]:
+    """The MLflow run of one pipeline invocation; every stage's run becomes its child.
+
+    Returns the run id (exported as $RAMIT_MLFLOW_PARENT_RUN_ID for the jobs), or None when MLflow
+    is unreachable, in which case the pipeline runs untracked.
+    """
+    global _umbrella
+    from ramit.tracking import _start, git_commit, params_hash
+
+    tracker = _start(f"{orchestrator} {Path(params_file).stem}", nested=False, flush_every=1)
+    if not tracker.active:
+        return None
+    text = Path(params_file).read_text() if Path(params_file).is_file() else ""
+    tracker.set_tags({"ramit.orchestrator": orchestrator, "ramit.params_file": params_file,
+                      "ramit.params_hash": params_hash(text), "mlflow.source.git.commit": git_commit()})
+    tracker.log_artifact(params_file)
+    _umbrella = tracker
+    return tracker.run_id
+
+
+def end_umbrella_run(status: str = "FINISHED") -> None:
+    global _umbrella
+    if _umbrella is not None and _umbrella.client is not None:
+        _umbrella._call("end run", _umbrella.client.set_terminated, _umbrella.run_id, status)
+    _umbrella = None

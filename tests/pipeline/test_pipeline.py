@@ -12,7 +12,7 @@ import yaml
 
 from ramit.pipeline import default_stages, dvc_yaml, expand_stages, load_plan
 
-from .conftest import BIN, ROOT, run, tiny_plan
+from pipeline_helpers import BIN, ROOT, run, tiny_plan
 
 
 def test_committed_dvc_yaml_is_current():
@@ -34,10 +34,11 @@ def test_every_stage_input_is_produced_or_tracked():
 
 
 def _snakemake_shell_cmds(proj: Path, target: str | None = None) -> list[str]:
-    args = [str(BIN / "snakemake"), "-n", "-p", "--forceall", "--quiet", "rules"]
+    args = [str(BIN / "snakemake"), "-n", "-p", "--forceall"]
     p = run(args + ([target] if target else []), proj)
-    # with -n -p Snakemake prints each job's shell command on its own line(s)
-    return [ln.strip() for ln in p.stdout.splitlines() if ln.strip().startswith(("ramit ", "torchrun "))]
+    prefix = "Shell command: "  # with -n -p Snakemake prints each job's command on such a line
+    cmds = [ln[len(prefix):].strip() for ln in (p.stdout + p.stderr).splitlines() if ln.startswith(prefix)]
+    return [c for c in cmds if c != "None"]  # target rules (all, released) have no command
 
 
 def test_snakemake_plans_exactly_the_dvc_stages(make_project):

@@ -35,7 +35,7 @@ def cmd(pattern):
 
 
 onstart:
-    from ramit.tracking import start_umbrella_run
+    from ramit.pipeline import start_umbrella_run
 
     # One MLflow run per pipeline invocation; each stage's command opens a child run under it.
     run_id = start_umbrella_run("snakemake", params_file=PARAMS)
@@ -44,12 +44,12 @@ onstart:
 
 
 onsuccess:
-    from ramit.tracking import end_umbrella_run
+    from ramit.pipeline import end_umbrella_run
 
     end_umbrella_run("FINISHED")
 
 
 onerror:
-    from ramit.tracking import end_umbrella_run
+    from ramit.pipeline import end_umbrella_run
 
     end_umbrella_run("FAILED")
