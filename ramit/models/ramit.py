@@ -193,7 +193,8 @@ class SpatialSelfAttention(nn.Module):
         # Cosine attention: q^.k^T * scale == (q^ * scale).k^T, so the scale rides on q and SDPA uses scale=1.
         q = F.normalize(q, dim=-1) * self._scale()
         k = F.normalize(k, dim=-1)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=self._bias().to(q.dtype), scale=1.0)
+        # A 4-D mask: with a 3-D one torch falls back to the (10x slower) math kernel on CPU.
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=self._bias().unsqueeze(0).to(q.dtype), scale=1.0)
         o = self.proj(_window_merge(o, ws, b, h, w))
         if shift:
             o = torch.roll(o, (shift, shift), dims=(2, 3))
