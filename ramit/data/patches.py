@@ -151,14 +151,14 @@ class PatchDataset(Dataset):
         flip = rng.random() < 0.5
         rot = int(rng.integers(0, 4))
         lq_c, hq_c = (self._augment(a, flip, rot) for a in (lq_c, hq_c))
-        hq_t = torch.from_numpy(hq_c.transpose(2, 0, 1).astype(np.float32) / 255.0)
+        # numpy only: small torch ops in a worker fight the trainer for the intra-op thread pool
+        hq_f = hq_c.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
         if self.denoising:
             sigma = rng.uniform(*self.sigma_range)
-            noise = rng.standard_normal(hq_t.shape, dtype=np.float32) * np.float32(sigma / 255.0)
-            lq_t = hq_t + torch.from_numpy(noise)  # not clipped, as the authors
+            lq_f = hq_f + rng.standard_normal(hq_f.shape, dtype=np.float32) * np.float32(sigma / 255.0)  # not clipped
         else:
-            lq_t = torch.from_numpy(lq_c.transpose(2, 0, 1).astype(np.float32) / 255.0)
-        return lq_t, hq_t
+            lq_f = lq_c.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+        return torch.from_numpy(np.ascontiguousarray(lq_f)), torch.from_numpy(np.ascontiguousarray(hq_f))
 
     @staticmethod
     def _augment(a: np.ndarray, flip: bool, rot: int) -> np.ndarray:

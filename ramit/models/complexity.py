@@ -49,7 +49,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
 
     # ptflops leaves forward hooks on the modules it inspects: count on a throw-away copy.
     probe = copy.deepcopy(model).eval()
-    device = next(probe.parameters()).device
+    first = next(probe.parameters(), None)  # Bicubic and Identity have none
+    device = first.device if first is not None else torch.device("cpu")
     log = io.StringIO()
     with torch.no_grad():
         macs, _ = get_model_complexity_info(

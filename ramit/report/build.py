@@ -283,28 +283,10 @@ def _sources(tables, kind):
 
 # ------------------------------------------------------------------------------------------- MLflow
 def _log_mlflow(out: Path) -> None:
-    """Attach the report to an MLflow run when the project's tracking helper exists; never fatal."""
-    try:
-        from ramit.tracking import mlflow_run
-    except Exception:  # noqa: BLE001 - tracking is optional; any import problem means "not configured"
-        return
-    try:
-        import inspect
+    """Attach the report to an MLflow run (a child of the pipeline's umbrella run); never fatal."""
+    from ramit.tracking import mlflow_run
 
-        import mlflow
-
-        wanted = {"run_name": "report", "name": "report", "stage": "report", "experiment": "ramit-report",
-                  "experiment_name": "ramit-report", "tags": {"stage": "report"}}
-        sig = inspect.signature(mlflow_run)
-        accepted = {k: v for k, v in wanted.items() if k in sig.parameters}
-        if not accepted and any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            accepted = {"run_name": "report"}
-        with mlflow_run(**accepted) as run:
-            if run is None:  # the helper's way of saying the store is unreachable
-                return
-            for sub in ("tables", "figures"):
-                if (out / sub).is_dir():
-                    mlflow.log_artifacts(str(out / sub), artifact_path=f"report/{sub}")
-            mlflow.log_artifact(str(out / "README.md"), artifact_path="report")
-    except Exception as e:  # noqa: BLE001 - a tracking failure must not cost the report
-        print(f"warning: MLflow logging of the report skipped: {e}", file=sys.stderr)
+    with mlflow_run(f"report {out}", tags={"ramit.stage": "report"}) as run:
+        for sub in ("tables", "figures"):
+            run.log_artifacts(out / sub, f"report/{sub}")
+        run.log_artifact(out / "README.md", "report")

@@ -101,8 +101,10 @@ class Recipe(Strict):
     log_every: int = Field(default=50, gt=0)
     ckpt_every: int = Field(default=1000, gt=0)
     keep_checkpoints: int = Field(default=2, ge=1)
-    val_every: Optional[int] = Field(default=None, gt=0)
+    val_every: Optional[int] = Field(default=None, gt=0)  # iterations
+    val_every_epochs: Optional[float] = Field(default=None, gt=0)  # the authors: 20
     val_max_images: Optional[int] = Field(default=None, gt=0)
+    val_at_start: bool = False  # also score the untrained (or warm-started) model at iteration 0
     mlflow_every: int = Field(default=100, gt=0)  # metrics buffered, flushed in one batch this often
 
     # execution

@@ -1,0 +1,199 @@
+"""MLflow tracking that never stops the work it tracks.
+
+    with mlflow_run("train RAMiT-1 x2", params={...}, tags={...}) as t:
+        t.log_metrics({"loss": 0.03, "lr": 4e-4}, step=100)   # buffered
+        t.log_artifact("runs/RAMiT-1/x2/history.csv")
+
+* Store: `$MLFLOW_TRACKING_URI` if set, else `sqlite:///<project root>/mlflow.db` with artifacts in
+  `<project root>/mlartifacts/` (not in the current directory, MLflow's default).
+* Experiment: `$MLFLOW_EXPERIMENT_NAME`, else `ramit`.
+* Nesting: if `$RAMIT_MLFLOW_PARENT_RUN_ID` is set (the pipeline's umbrella run of one invocation),
+  the run is created as its child (`nested=None`, the default; `nested=False` opts out).
+* Metrics are buffered and sent with one `log_batch` every `flush_every` calls and on exit:
+  a synchronous call per step costs ~20x more than the batched form.
+* Any MLflow failure (store unreachable, locked, misconfigured) prints one warning and turns the
+  tracker into a no-op; the training or evaluation carries on. For a remote server, set
+  `MLFLOW_HTTP_REQUEST_MAX_RETRIES` / `MLFLOW_HTTP_REQUEST_TIMEOUT` low to fail fast when it is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from ramit.config import PROJECT_ROOT
+
+DEFAULT_EXPERIMENT = "ramit"
+PARENT_ENV = "RAMIT_MLFLOW_PARENT_RUN_ID"
+_PARAM_MAX = 6000  # MLflow's limit on one param value
+_warned = False
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+def params_hash(*objs) -> str:
+    """sha256 of a canonical JSON of `objs` (e.g. the resolved recipe and the model config)."""
+    blob = json.dumps(objs, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, str]:
+    """{'a': {'b': 1}} -> {'a.b': '1'}; lists stay one value (MLflow params are strings)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = (v if isinstance(v, str) else json.dumps(v, default=str))[:_PARAM_MAX]
+    return out
+
+
+def _warn(what: str, err: BaseException) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        print(f"warning: MLflow {what} failed ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}); "
+              f"continuing without tracking (store: {tracking_uri()})", file=sys.stderr)
+
+
+class Tracker:
+    """What `mlflow_run` yields. Every method is safe to call when tracking is off (it does nothing)."""
+
+    def __init__(self, client=None, run_id: str | None = None, flush_every: int = 100):
+        self.client, self.run_id, self.flush_every = client, run_id, max(1, flush_every)
+        self._metrics: list = []
+        self._calls = 0
+
+    @property
+    def active(self) -> bool:
+        return self.client is not None
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        if self.client is None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any store failure must not reach the caller
+            _warn(what, e)
+            self.client = None
+            self._metrics.clear()
+            return None
+
+    def log_params(self, params: Mapping) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):  # log_batch takes at most 100 params
+            if self.client is not None:
+                self._call("log_params", self.client.log_batch, self.run_id, params=items[i:i + 100])
+
+    def set_tags(self, tags: Mapping) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items() if v is not None]
+        if items and self.client is not None:
+            self._call("set_tags", self.client.log_batch, self.run_id, tags=items)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.client is None:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._metrics.extend(Metric(k, float(v), ts, int(step or 0)) for k, v in metrics.items())
+        self._calls += 1
+        if self._calls % self.flush_every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._metrics and self.client is not None:
+            chunk, self._metrics = self._metrics[:1000], self._metrics[1000:]  # log_batch limit
+            self._call("log_metrics", self.client.log_batch, self.run_id, metrics=chunk)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if self.client is not None and Path(path).exists():
+            self._call("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, local_dir: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if self.client is not None and Path(local_dir).is_dir():
+            self._call("log_artifacts", self.client.log_artifacts, self.run_id, str(local_dir), artifact_path)
+
+    def log_dict(self, obj, artifact_file: str) -> None:
+        if self.client is not None:
+            self._call("log_dict", self.client.log_dict, self.run_id, obj, artifact_file)
+
+
+def _start(run_name: str, nested: bool | str | None, flush_every: int) -> Tracker:
+    try:
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri()
+        client = MlflowClient(tracking_uri=uri)
+        parent = nested if isinstance(nested, str) else (os.environ.get(PARENT_ENV) if nested in (None, True) else None)
+        if parent:
+            experiment_id = client.get_run(parent).info.experiment_id
+        else:
+            name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+            exp = client.get_experiment_by_name(name)
+            if exp is not None:
+                experiment_id = exp.experiment_id
+            else:
+                location = None
+                if uri.startswith("sqlite:///"):  # keep artifacts beside the db, not in the cwd
+                    location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+                try:
+                    experiment_id = client.create_experiment(name, artifact_location=location)
+                except Exception:  # another process created it between our two calls
+                    experiment_id = client.get_experiment_by_name(name).experiment_id
+        tags = {"mlflow.parentRunId": parent} if parent else {}
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        return Tracker(client, run.info.run_id, flush_every)
+    except Exception as e:  # noqa: BLE001
+        _warn("start", e)
+        return Tracker(None)
+
+
+@contextlib.contextmanager
+def mlflow_run(run_name: str, params: Mapping | None = None, tags: Mapping | None = None,
+               nested: bool | str | None = None, flush_every: int = 100) -> Iterator[Tracker]:
+    """An MLflow run for the duration of the block; see the module docstring.
+
+    `nested`: None/True - child of `$RAMIT_MLFLOW_PARENT_RUN_ID` when set; a run id - child of it;
+    False - a top-level run.
+    """
+    tracker = _start(run_name, nested, flush_every)
+    tracker.set_tags({"mlflow.source.git.commit": git_commit(), **(tags or {})})
+    if params:
+        tracker.log_params(params)
+    status = "FINISHED"
+    try:
+        yield tracker
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        tracker.flush()
+        if tracker.client is not None:
+            tracker._call("end run", tracker.client.set_terminated, tracker.run_id, status)
+
