@@ -37,8 +37,8 @@ import torch
 from tqdm import tqdm
 
 from ramit.errors import DataError, RamitError
-from ramit.evaluate.inference import resolve_device, restore
-from ramit.evaluate.metrics import psnr, ssim, to_uint8
+from ramit.evaluate.inference import check_options, resolve_device, restore
+from ramit.evaluate.metrics import psnr_ssim, to_uint8
 from ramit.io import atomic_open, sha256_file, write_json
 
 PARENT_RUN_ENV = "RAMIT_MLFLOW_PARENT_RUN_ID"
@@ -138,32 +138,17 @@ def score_pairs(
 
             write_png(Path(save_images) / f"{p.name}.png", out)
         kw = dict(crop_border=setting.crop_border, y_channel=setting.y_channel)
-        rows.append(ImageScore(p.name, psnr(out, hq, **kw), ssim(out, hq, **kw), seconds, *hq.shape[:2]))
+        rows.append(ImageScore(p.name, *psnr_ssim(out, hq, **kw), seconds, *hq.shape[:2]))
     return rows
 
 
-def _dataset_name(data: Path) -> str:
-    mf = data / "manifest.json"
-    if mf.is_file():
-        try:
-            name = json.loads(mf.read_text()).get("dataset")
-            if isinstance(name, str) and name:
-                return name
-        except (ValueError, AttributeError):
-            pass
-    return data.name
-
-
-def _check_manifest_setting(data: Path, setting: Setting) -> None:
-    mf = data / "manifest.json"
-    if not mf.is_file():
-        return
+def _manifest_params(data: Path) -> dict:
+    """The `params` block `ramit degrade` records in manifest.json (empty if there is none)."""
     try:
-        got = json.loads(mf.read_text()).get("setting")
-    except (ValueError, AttributeError):
-        return
-    if isinstance(got, str) and got != setting.key:
-        raise RamitError(f"{data} was made for setting {got!r}, not {setting.key!r}")
+        params = json.loads((data / "manifest.json").read_text()).get("params")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return params if isinstance(params, dict) else {}
 
 
 def build_and_load(model: str, setting: Setting, checkpoint: str | os.PathLike | None) -> torch.nn.Module:
@@ -196,40 +181,35 @@ def _mean(xs: list[float]) -> float | None:
     return m if math.isfinite(m) else None
 
 
-def log_to_mlflow(result: dict, per_image: list[ImageScore] | None = None) -> bool:
+def log_to_mlflow(result: dict) -> bool:
     """Log a result to the active MLflow run, or to a new child of $RAMIT_MLFLOW_PARENT_RUN_ID.
 
-    Returns whether anything was logged. Never raises: a broken tracking store must not cost a
-    finished evaluation.
+    Without either, nothing is logged (a bare `ramit evaluate` should not create runs). Returns whether
+    anything was logged. Never raises: a broken tracking store must not cost a finished evaluation.
     """
-    parent = os.environ.get(PARENT_RUN_ENV)
+    metrics = {k: result[k] for k in ("psnr", "ssim", "seconds") if isinstance(result.get(k), (int, float))}
     try:
         import mlflow
 
         active = mlflow.active_run()
-        if active is None and not parent:
-            return False
-        prefix = f"{result['dataset']}/{result['setting']}/"
-        metrics = {prefix + "psnr": result["psnr"], prefix + "ssim": result["ssim"],
-                   prefix + "seconds": result["seconds"]}
-        metrics = {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}
-        params = {"model": result["model"], "source": result["source"],
-                  "checkpoint": str(result["checkpoint"]), **{f"protocol.{k}": v for k, v in result["protocol"].items()}}
         if active is not None:
-            mlflow.log_metrics(metrics)
+            # Several datasets/settings may share the caller's run: keep their keys apart.
+            prefix = f"{result['model']}/{result['setting']}/{result['dataset']}/"
+            mlflow.log_metrics({prefix + k: v for k, v in metrics.items()})
             return True
-        from mlflow.tracking import MlflowClient
-        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-        exp_id = MlflowClient().get_run(parent).info.experiment_id
-        name = f"evaluate {result['model']} {result['setting']} {result['dataset']}"
-        with mlflow.start_run(experiment_id=exp_id, run_name=name, tags={MLFLOW_PARENT_RUN_ID: parent}):
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
-        return True
-    except Exception as e:  # noqa: BLE001 - any tracking failure is only worth a warning
+    except Exception as e:  # noqa: BLE001 - tracking trouble is only worth a warning
         warnings.warn(f"MLflow logging skipped: {type(e).__name__}: {e}", stacklevel=2)
         return False
+    if not os.environ.get(PARENT_RUN_ENV):
+        return False
+    from ramit.tracking import mlflow_run  # degrades to a no-op with one warning on store trouble
+
+    name = f"evaluate {result['model']} {result['setting']} {result['dataset']}"
+    params = {k: result[k] for k in ("model", "task", "scale", "sigma", "setting", "dataset", "source",
+                                     "checkpoint", "checkpoint_sha256", "n", "device", "protocol")}
+    with mlflow_run(name, params=params, tags={"ramit.stage": "evaluate"}) as t:
+        t.log_metrics(metrics)
+        return t.active
 
 
 def evaluate_cli(
@@ -255,13 +235,16 @@ def evaluate_cli(
     data, out = Path(data), Path(out)
     if not data.is_dir():
         raise DataError(f"{data}: test-set directory not found (make it with `ramit degrade`)")
-    _check_manifest_setting(data, st)
+    made = _manifest_params(data)
+    if isinstance(made.get("setting"), str) and made["setting"] != st.key:
+        raise RamitError(f"{data} was made for setting {made['setting']!r}, not {st.key!r}")
     dev = resolve_device(device)
+    check_options(precision, dev, tile, tile_overlap)
     net = build_and_load(model, st, checkpoint)
     pairs = load_pairs(data)
     if not pairs:
         raise DataError(f"{data}: no image pairs found")
-    dataset = _dataset_name(data)
+    dataset = made.get("dataset") if isinstance(made.get("dataset"), str) else data.name
 
     t0 = time.perf_counter()
     rows = score_pairs(net, pairs, st, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble,
@@ -294,5 +277,5 @@ def evaluate_cli(
     }
     _write_csv(out.with_suffix(".csv"), rows)
     write_json(out, result)
-    log_to_mlflow(result, rows)
+    log_to_mlflow(result)
     return result

@@ -36,14 +36,23 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _autocast(precision: str, device: torch.device):
+def check_options(precision: str, device: torch.device, tile: int | None, overlap: int) -> None:
+    """Raise RamitError for option combinations `restore` cannot honour (call before heavy work)."""
     if precision not in PRECISIONS:
         raise RamitError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if PRECISIONS[precision] is not None and device.type != "cuda":
+        raise RamitError(f"precision {precision} is only supported on CUDA (device is {device})")
+    if tile is not None:
+        if tile <= 0:
+            raise RamitError(f"tile must be a positive number of input pixels, got {tile}")
+        if not 0 <= overlap < tile:
+            raise RamitError(f"tile_overlap must be in [0, tile), got {overlap} with tile {tile}")
+
+
+def _autocast(precision: str, device: torch.device):
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
-    if device.type != "cuda":
-        raise RamitError(f"precision {precision} is only supported on CUDA (device is {device})")
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
@@ -54,10 +63,6 @@ def _model_scale(model) -> int:
 def _forward_tiled(model, x: torch.Tensor, tile: int | None, overlap: int) -> torch.Tensor:
     if tile is None:
         return model(x).float()
-    if tile <= 0:
-        raise RamitError(f"tile must be a positive number of input pixels, got {tile}")
-    if not 0 <= overlap < tile:
-        raise RamitError(f"tile_overlap must be in [0, tile), got {overlap} with tile {tile}")
     b, c, h, w = x.shape
     s = _model_scale(model)
     th, tw = min(tile, h), min(tile, w)
@@ -110,6 +115,7 @@ def restore(
     """Restore one image. ``lq``: float [C,h,w] or [1,C,h,w] in [0,1] units (noise may leave that
     range). Returns the unclamped float32 result [1,C,h*s,w*s] on the CPU."""
     dev = resolve_device(device)
+    check_options(precision, dev, tile, tile_overlap)
     if lq.dim() == 3:
         lq = lq[None]
     if lq.dim() != 4 or lq.shape[0] != 1:

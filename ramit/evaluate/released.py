@@ -18,7 +18,7 @@ from typing import Iterable, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from ramit.config import PARAMS_DIR, ConfigError, Strict, load_yaml
+from ramit.config import PARAMS_DIR, Strict, load_yaml
 from ramit.errors import DataError, RamitError
 
 DEFAULT_REGISTRY = PARAMS_DIR / "checkpoints.yaml"
@@ -177,7 +177,6 @@ def fetch_weights(
 __all__ = [
     "Checkpoint",
     "Registry",
-    "ConfigError",
     "checkpoint_file",
     "checkpoint_for",
     "fetch_weights",

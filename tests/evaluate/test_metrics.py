@@ -123,7 +123,7 @@ def test_gray_in_rgb_set_is_scored_as_replicated_rgb():
     assert psnr(out, g, 2, True) == psnr(out, rep, 2, True)
     assert ssim(out, g, 2, True) == ssim(out, rep, 2, True)
     # Y of a replicated gray value v is 16 + 219 v / 255.
-    np.testing.assert_allclose(to_y(g)[..., 0], 16 + 219 * g[..., 0] / 255.0, atol=5e-5)
+    np.testing.assert_allclose(to_y(g)[..., 0], 16 + 219 * g[..., 0].astype(np.float64) / 255.0, atol=5e-5)
 
 
 def test_identical_images():
@@ -138,19 +138,26 @@ def test_bad_shapes_raise():
         psnr(a, np.zeros((20, 21, 3), np.uint8))
     with pytest.raises(ValueError):
         ssim(a, a, crop_border=5)  # 10x10 left: smaller than the window
+    with pytest.raises(ValueError, match="uint8"):
+        psnr(a.astype(np.float32) / 255, a.astype(np.float32) / 255)  # the classic [0,1] mix-up
 
 
 def test_to_uint8_matches_official_numpy_rounding():
     rng = np.random.default_rng(4)
-    t = torch.from_numpy(rng.uniform(-0.2, 1.2, size=(3, 17, 19)).astype(np.float32))
-    # Exact half-way values after x255 in float32, where half-to-even and half-up disagree.
-    halves = torch.tensor([k + 0.5 for k in range(0, 255, 2)], dtype=torch.float32) / 255
-    halves = halves[(halves * 255) == torch.floor(halves * 255) + 0.5]
-    assert halves.numel() > 10
-    t[0, 0, : halves.numel()] = halves
-    ours = to_uint8(t[None])
-    ref = np.round(np.clip(t.numpy(), 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
+    t = torch.from_numpy(rng.uniform(-0.2, 1.2, size=(1, 3, 17, 19)).astype(np.float32))
+    ours = to_uint8(t)
+    ref = np.round(np.clip(t[0].numpy(), 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
     assert ours.dtype == np.uint8 and ours.shape == (17, 19, 3)
     np.testing.assert_array_equal(ours, ref)
-    # even k + 0.5 rounds down to k (half to even), not up
-    np.testing.assert_array_equal(ours[0, : halves.numel(), 0], np.arange(0, 255, 2)[: halves.numel()])
+
+
+def test_to_uint8_rounds_half_to_even():
+    # Values whose float32 product with 255 is exactly k + 0.5: half-to-even and half-up disagree.
+    k = torch.arange(0, 255, dtype=torch.float32)
+    v = (k + 0.5) / 255
+    exact = (v * 255) == k + 0.5
+    assert exact.sum() > 50
+    k, v = k[exact], v[exact]
+    ours = torch.from_numpy(to_uint8(v.view(1, 1, -1))[0, :, 0].astype(np.int64))
+    expected = torch.where(k % 2 == 0, k, k + 1).long()
+    assert torch.equal(ours, expected)
