@@ -100,7 +100,10 @@ def mobivari2_width(in_ch: int, exp_factor: float, groups: int) -> int:
 
 
 class MobiVari2(nn.Module):
-    """Grouped 1x1 expansion, depthwise 3x3 + pointwise 1x1 (MobileNet-v2-like), no final activation."""
+    """Grouped 1x1 expansion, depthwise 3x3 + pointwise 1x1 (MobileNet-v2-like), no final activation.
+
+    `u = LReLU(exp_conv(x))`, `z = pw_conv(LReLU(dw_conv(u) + u))`, output `z + x` if in == out else `z`.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, exp_factor: float, expand_groups: int):
         super().__init__()
@@ -114,7 +117,9 @@ class MobiVari2(nn.Module):
 
     def forward(self, x):
         u = self.act(self.exp_conv(x))
-        z = self.pw_conv(self.act(self.dw_conv(u)) + u)
+        # Unlike MobiVari1, the activation comes *after* the inner residual sum (dw(u) + u); placing it on
+        # dw(u) alone (the v1 pattern) loads strictly but ruins the released v2 checkpoints (Set5 x2 ~18 dB).
+        z = self.pw_conv(self.act(self.dw_conv(u) + u))
         return z + x if self.residual else z
 
 

@@ -40,8 +40,6 @@ def test_golden_ramit1_x2(golden_dir):
     assert (u8.int() - ref_u8.int()).abs().max() <= 1  # informative: round-off may flip a .5 case
 
 
-@pytest.mark.xfail(strict=True, reason="open issue: MobiVari2 variants do not reproduce the slimSR golden "
-                   "(max diff ~0.6) although every key/shape loads strictly; see the model report")
 def test_golden_slimsr_x2(golden_dir):
     y, ref, _ = _golden(golden_dir, "RAMiT-slimSR_x2")
     assert (y - ref).abs().max().item() <= 1e-4
