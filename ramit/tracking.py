@@ -4,8 +4,8 @@
         t.log_metrics({"loss": 0.03, "lr": 4e-4}, step=100)   # buffered
         t.log_artifact("runs/RAMiT-1/x2/history.csv")
 
-* Store: `$MLFLOW_TRACKING_URI` if set, else `sqlite:///<project root>/mlflow.db` with artifacts in
-  `<project root>/mlartifacts/` (not in the current directory, MLflow's default).
+* Store: `$MLFLOW_TRACKING_URI` if set, else `sqlite:///<cwd>/mlflow.db` (the project root: stages run there), artifacts in
+  `mlartifacts/` beside it.
 * Experiment: `$MLFLOW_EXPERIMENT_NAME`, else `ramit`.
 * Nesting: if `$RAMIT_MLFLOW_PARENT_RUN_ID` is set (the pipeline's umbrella run of one invocation),
   the run is created as its child (`nested=None`, the default; `nested=False` opts out).
@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from ramit.config import PROJECT_ROOT
 
 DEFAULT_EXPERIMENT = "ramit"
 PARENT_ENV = "RAMIT_MLFLOW_PARENT_RUN_ID"
@@ -37,7 +36,8 @@ _warned = False
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    # Stages run from the project root (Snakemake and DVC both do), so this is <project>/mlflow.db.
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def params_hash(*objs) -> str:
@@ -46,9 +46,9 @@ def params_hash(*objs) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+def git_commit(root: Path | None = None) -> str | None:
     try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or Path.cwd(), capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return r.stdout.strip() if r.returncode == 0 else None
