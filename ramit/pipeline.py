@@ -88,6 +88,8 @@ class ReleasedPlan(Strict):
 
 
 class ReportPlan(Strict):
+    """The `report:` section of the run plan; only sets the display order of rows and columns."""
+
     model_order: list[str] = Field(default_factory=list)
     dataset_order: list[str] = Field(default_factory=list)
 

@@ -37,7 +37,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ramit.data.imresize import imresize
-from ramit.errors import DataError
+from ramit import settings
+from ramit.errors import DataError, RamitError
 
 __all__ = ["imresize", "rgb2gray", "add_test_noise", "synthetic_low_light", "synthetic_rain",
            "parse_setting", "degrade_dataset"]
@@ -142,19 +143,15 @@ def synthetic_rain(img: np.ndarray, seed: int, name: str) -> np.ndarray:
 # -------------------------------------------------------------------------------------- settings
 def parse_setting(setting: str, train: bool) -> Dict:
     """Setting key (or model key with train=True) -> {task, scale, sigma}."""
-    m = re.fullmatch(r"x([234])", setting)
-    if m:
-        return {"task": "sr", "scale": int(m.group(1)), "sigma": None}
-    if train:
-        if setting in ("cdn", "gdn", "lle", "dr"):
-            return {"task": setting, "scale": None, "sigma": None}
-        raise DataError(f"unknown model key {setting!r} for --train (x2, x3, x4, cdn, gdn, lle, dr)")
-    m = re.fullmatch(r"(cdn|gdn)_s(\d+)", setting)
-    if m:
-        return {"task": m.group(1), "scale": None, "sigma": int(m.group(2))}
-    if setting in ("lle", "dr"):
+    if train and setting in ("cdn", "gdn", "lle", "dr"):
         return {"task": setting, "scale": None, "sigma": None}
-    raise DataError(f"unknown setting {setting!r} (x2, x3, x4, cdn_s15, cdn_s25, cdn_s50, gdn_s15, ..., lle, dr)")
+    if train and not re.fullmatch(r"x[234]", setting):
+        raise DataError(f"unknown model key {setting!r} for --train (x2, x3, x4, cdn, gdn, lle, dr)")
+    try:
+        st = settings.parse_setting(setting)
+    except RamitError as e:
+        raise DataError(str(e)) from None
+    return {"task": st.task, "scale": st.scale if st.task == "sr" else None, "sigma": st.sigma}
 
 
 def _to_rgb(img: np.ndarray) -> np.ndarray:

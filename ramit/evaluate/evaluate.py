@@ -40,42 +40,10 @@ from ramit.errors import DataError, RamitError
 from ramit.evaluate.inference import check_options, resolve_device, restore
 from ramit.evaluate.metrics import psnr_ssim, to_uint8
 from ramit.io import atomic_open, sha256_file, write_json
+from ramit.settings import Setting, parse_setting  # noqa: F401  (re-exported)
 
 PARENT_RUN_ENV = "RAMIT_MLFLOW_PARENT_RUN_ID"
 NON_LEARNED = frozenset({"Bicubic", "Identity"})
-
-
-@dataclass(frozen=True)
-class Setting:
-    key: str
-    task: str
-    scale: int = 1
-    sigma: Optional[int] = None
-
-    @property
-    def model_key(self) -> str:
-        return self.key if self.task == "sr" else self.task
-
-    @property
-    def y_channel(self) -> bool:
-        return self.task in ("sr", "dr")
-
-    @property
-    def crop_border(self) -> int:
-        return self.scale if self.task == "sr" else 0
-
-
-def parse_setting(key: str) -> Setting:
-    """'x2' -> sr x2; 'cdn_s15' -> cdn sigma 15; 'gdn_s50'; 'lle'; 'dr'."""
-    m = re.fullmatch(r"x([234])", key)
-    if m:
-        return Setting(key, "sr", scale=int(m.group(1)))
-    m = re.fullmatch(r"(cdn|gdn)_s(\d+)", key)
-    if m:
-        return Setting(key, m.group(1), sigma=int(m.group(2)))
-    if key in ("lle", "dr"):
-        return Setting(key, key)
-    raise RamitError(f"unknown setting key {key!r}: expected x2, x3, x4, cdn_sNN, gdn_sNN, lle or dr")
 
 
 @dataclass

@@ -18,6 +18,10 @@ from pydantic import Field, field_validator, model_validator
 
 from ramit.config import ConfigError, Strict, load_yaml, read_yaml, validate
 from ramit.io import write_text
+from ramit.errors import RamitError
+from ramit.pipeline import ReportPlan
+from ramit.settings import Setting
+from ramit.settings import parse_setting as _parse_setting  # the `report:` section of the run plan: display order only
 
 ABLATION_PREFIX = "RAMiT-abl-"
 FULL_MODEL = "RAMiT"
@@ -45,27 +49,12 @@ _TASK_TITLES = {"cdn": "Color Gaussian denoising", "gdn": "Grayscale Gaussian de
 
 
 # ------------------------------------------------------------------------------------------ settings
-@dataclass(frozen=True)
-class SettingInfo:
-    setting: str
-    task: str            # sr, cdn, gdn, lle, dr (or the setting itself when unknown)
-    group: str           # one table per group: sr_x2, sr_x3, sr_x4, cdn, gdn, lle, dr
-    model_key: str       # which trained model / profile file serves this setting
-    scale: Optional[int] = None
-    sigma: Optional[int] = None
-
-    @property
-    def column_label(self) -> str:
-        return f"σ{self.sigma}" if self.sigma is not None else ""
-
-
-def parse_setting(setting: str) -> SettingInfo:
-    if m := re.fullmatch(r"x(\d+)", setting):
-        return SettingInfo(setting, "sr", f"sr_{setting}", setting, scale=int(m.group(1)))
-    if m := re.fullmatch(r"(cdn|gdn)_s(\d+)", setting):
-        return SettingInfo(setting, m.group(1), m.group(1), m.group(1), sigma=int(m.group(2)))
-    # lle, dr, and anything newer: one setting per table, named after itself.
-    return SettingInfo(setting, setting, setting, setting)
+def parse_setting(setting: str) -> Setting:
+    """Lenient: a setting key this version does not know gets a table of its own, named after it."""
+    try:
+        return _parse_setting(setting)
+    except RamitError:
+        return Setting(setting, setting)
 
 
 def group_title(group: str) -> str:
@@ -80,13 +69,6 @@ def group_rank(group: str) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------- plan
-class ReportPlan(Strict):
-    """The `report:` section of the run plan (params/run.yaml); both keys only set display order."""
-
-    model_order: List[str] = Field(default_factory=list)
-    dataset_order: List[str] = Field(default_factory=list)
-
-
 def load_plan(path: Optional[Path]) -> ReportPlan:
     """The plan is optional: the report must also work on a bare results tree."""
     if path is None or not Path(path).is_file():
