@@ -98,13 +98,20 @@ def _pick(cols, candidates) -> Optional[str]:
     return None
 
 
-def _read_curve(path: Path, value_cols) -> Optional[tuple[pd.Series, str, str]]:
-    """(values indexed by iteration, x label, column) or None when the file lacks what we need."""
+def _read_csv(path: Path) -> Optional[pd.DataFrame]:
+    """A CSV a figure may use, or None when it is absent or unreadable (figures never fail the report)."""
     if not path.is_file():
         return None
     try:
-        df = pd.read_csv(path)
+        return pd.read_csv(path)
     except (OSError, ValueError, pd.errors.EmptyDataError):
+        return None
+
+
+def _read_curve(path: Path, value_cols) -> Optional[tuple[pd.Series, str, str]]:
+    """(values indexed by iteration, x label, column) or None when the file lacks what we need."""
+    df = _read_csv(path)
+    if df is None:
         return None
     val = _pick(df.columns, value_cols)
     if val is None or df.empty:
@@ -226,11 +233,8 @@ def _best_crop(gt: np.ndarray, c: int) -> tuple[int, int]:
 
 
 def _per_image_psnr(csv: Path, name: str) -> Optional[float]:
-    if not csv.is_file():
-        return None
-    try:
-        df = pd.read_csv(csv)
-    except (OSError, ValueError, pd.errors.EmptyDataError):
+    df = _read_csv(csv)
+    if df is None:
         return None
     key, val = _pick(df.columns, ("name", "image", "file", "filename")), _pick(df.columns, ("psnr",))
     if key is None or val is None:
