@@ -405,6 +405,9 @@ class RAMiT(nn.Module):
       attn_impl                       "sdpa" (fused) or "reference" (explicit matmul + softmax)
     """
 
+    # State-dict keys whose shape depends on the scale: re-initialised when x3/x4 warm-start from x2.
+    warm_start_head: tuple[str, ...] = ("to_target.*",)
+
     def __init__(self, *, in_chans: int = 3, out_chans: Optional[int] = None, scale: int = 1, task: str = "sr",
                  dim: int = 64, depths: Sequence[int] = (6, 4, 4, 6), num_heads: Sequence[int] = (4, 4, 4, 4),
                  chsa_head_ratio: float = 0.25, window_size: int = 8, hidden_ratio: float = 2.0,

@@ -124,6 +124,7 @@ class ReferenceEntry(Strict):
     psnr: float = Field(gt=0, lt=100)
     ssim: Optional[float] = Field(default=None, ge=0, le=1)
     citation: str = Field(min_length=1, description="Where the number comes from, e.g. 'arXiv 2305.11474v4, Table 2'.")
+    note: Optional[str] = Field(default=None, description="How the cited protocol differs from ours (shown in the report).")
 
     @field_validator("setting")
     @classmethod

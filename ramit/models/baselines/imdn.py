@@ -73,6 +73,9 @@ class IMDB(nn.Module):
 
 
 class IMDN(nn.Module):
+    # State-dict keys whose shape depends on the scale: re-initialised when x3/x4 warm-start from x2.
+    warm_start_head: tuple[str, ...] = ("upsampler.*",)
+
     def __init__(
         self,
         scale: int = 2,

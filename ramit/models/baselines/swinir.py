@@ -190,6 +190,9 @@ class PatchNorm(nn.Module):
 
 
 class SwinIR(nn.Module):
+    # State-dict keys whose shape depends on the scale: re-initialised when x3/x4 warm-start from x2.
+    warm_start_head: tuple[str, ...] = ("upsample.*",)
+
     def __init__(
         self,
         scale: int = 2,
