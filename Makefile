@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv repro test paper released bench clean-outputs
+.PHONY: venv repro test rehearsal paper released bench clean-outputs
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,9 @@ released: venv
 
 test: venv
 	$(BIN)/pytest -q
+
+rehearsal: venv
+	$(BIN)/ramit rehearse
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,18 +1,28 @@
 # ramit-bench: the whole reproduction as one DAG.
 #
-#   snakemake --cores all                                   # embedded default (params/run.yaml)
-#   snakemake --cores all released                          # the authors' checkpoints on real test sets
-#   snakemake --cores all --config params=params/paper.yaml # the paper configuration
-#   snakemake --profile workflow/profiles/slurm --config params=params/paper.yaml   # on a SLURM cluster
+#   snakemake --cores all                                    # embedded default (params/run.yaml)
+#   snakemake --cores all released                           # the authors' checkpoints on real test sets
+#   snakemake --profile workflow/profiles/gpu                # the paper plan on one multi-GPU machine
+#   snakemake --profile workflow/profiles/slurm              # the paper plan on a SLURM cluster
+#   snakemake --report report.html                           # browsable tables and figures
 #
-# The stages come from `ramit.pipeline.expand_stages` (the same list `dvc.yaml` is generated from);
-# each rule below is one stage family and runs the stage's `ramit ...` command verbatim.
+# The stages come from `ramit.pipeline.expand_stages` (the same list dvc.yaml is written from); every
+# rule runs `ramit <family> --plan <plan> <ids>`, which reads its parameters from the plan when it runs.
+# A parameter change rewrites the affected stages' stamps (<root>/.ramit/stamps/), which are inputs of
+# their jobs, so exactly those jobs re-run; on exit the stages run here are recorded in dvc.lock.
 
-from ramit.pipeline import load_plan, expand_stages
+import os
+import uuid
 
-PARAMS = config.get("params", "params/run.yaml")
-PLAN = load_plan(PARAMS)  # validated here: a bad params file fails before any job starts
-STAGES = expand_stages(PLAN, PARAMS)
+from ramit.pipeline import expand_stages, load_plan
+from ramit.pipeline.sync import INVOCATION_ENV, write_stamps
+
+PLAN_FILE = config.get("params", "params/run.yaml")
+PLAN = load_plan(PLAN_FILE)  # validated here: a bad params file fails before any job starts
+STAGES = expand_stages(PLAN, PLAN_FILE)
+write_stamps(PLAN, STAGES)
+ROOT = "" if PLAN.root == "." else PLAN.root + "/"
+os.environ.setdefault(INVOCATION_ENV, uuid.uuid4().hex)
 
 
 include: "workflow/rules/common.smk"

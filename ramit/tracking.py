@@ -136,12 +136,18 @@ class Tracker:
         if self.client is not None and Path(local_dir).is_dir():
             self._call("log_artifacts", self.client.log_artifacts, self.run_id, str(local_dir), artifact_path)
 
+    def end(self, status: str = "FINISHED") -> None:
+        self.flush()
+        if self.client is not None:
+            self._call("end run", self.client.set_terminated, self.run_id, status)
+
     def log_dict(self, obj, artifact_file: str) -> None:
         if self.client is not None:
             self._call("log_dict", self.client.log_dict, self.run_id, obj, artifact_file)
 
 
-def _start(run_name: str, nested: bool | str | None, flush_every: int) -> Tracker:
+def start_run(run_name: str, nested: bool | str | None = None, flush_every: int = 100) -> Tracker:
+    """A run that the caller ends with `Tracker.end` (use `mlflow_run` for a block)."""
     try:
         from mlflow.tracking import MlflowClient
 
@@ -179,7 +185,7 @@ def mlflow_run(run_name: str, params: Mapping | None = None, tags: Mapping | Non
     `nested`: None/True - child of `$RAMIT_MLFLOW_PARENT_RUN_ID` when set; a run id - child of it;
     False - a top-level run.
     """
-    tracker = _start(run_name, nested, flush_every)
+    tracker = start_run(run_name, nested, flush_every)
     tracker.set_tags({"mlflow.source.git.commit": git_commit(), **(tags or {})})
     if params:
         tracker.log_params(params)
@@ -193,7 +199,5 @@ def mlflow_run(run_name: str, params: Mapping | None = None, tags: Mapping | Non
         status = "FAILED"
         raise
     finally:
-        tracker.flush()
-        if tracker.client is not None:
-            tracker._call("end run", tracker.client.set_terminated, tracker.run_id, status)
+        tracker.end(status)
 

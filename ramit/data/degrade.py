@@ -225,9 +225,13 @@ def degrade_dataset(
     out: str | os.PathLike = None,
     train: bool = False,
     registry: str | os.PathLike = "params/datasets.yaml",
+    manual_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Write `out/HQ`, `out/LQ` and `out/manifest.json` for one (setting, dataset); see module doc."""
-    from ramit.data.fetch import read_marker
+    """Write `out/HQ`, `out/LQ` and `out/manifest.json` for one (setting, dataset); see module doc.
+
+    The dataset is read where `ramit fetch` verified it: the download cache `data_dir` or, for manual
+    sets, `manual_dir` (default data/manual)."""
+    from ramit.data.fetch import installed_dataset
     from ramit.data.io import read_image, write_array, write_png
     from ramit.data.registry import load_registry
     from ramit.io import sha256_file, write_json
@@ -245,8 +249,7 @@ def degrade_dataset(
         raise DataError(f"dataset {dataset} is a test set; --train needs a training set")
     if not train and ds.role != "test":
         raise DataError(f"dataset {dataset} is a training set; drop --train only for test sets")
-    ds_dir = Path(data_dir) / dataset
-    installed = read_marker(ds_dir)
+    ds_dir, installed = installed_dataset(dataset, downloads=data_dir, manual=manual_dir, reg=reg)
     synthetic = ds.kind == "embedded" and task in ("lle", "dr")
 
     hq_files = _list_images(ds_dir / ds.layout["hq"])

@@ -8,11 +8,17 @@ Every file is written to a temporary name beside its destination and renamed int
 its checksum matched, so an interrupted or corrupt download never leaves a file that looks finished.
 Leftover temporaries (`.<name>.part-*`) of a killed run are removed by the next fetch of the dataset.
 
-Completion marker `data/raw/<Dataset>/.complete.json`: written once the whole dataset verified, with
-the registry fingerprint of the dataset and (size, mtime_ns, sha256) of every installed file. A second
-fetch only stat()s the files: if the registry entry is unchanged and every size and mtime still match,
-it does nothing (no hashing, no network). A changed, missing or extra-touched file makes it re-verify
-that dataset (hash the files, re-download what does not match).
+Where a dataset lives: downloaded kinds (manifest, archives, embedded) in the download cache
+`<downloads>/<Dataset>/` (default `data/raw`); `manual` kinds (request-only or drive-hosted) where the
+user put them, `<manual>/<Dataset>/` (default `data/manual`). Neither folder is any stage's output, so
+no orchestrator ever deletes them; the fetch stage's output is a small verified-list file.
+
+Install state `.complete.json` (inside `<downloads>/<Dataset>/`, or `<downloads>/.manual/<Dataset>.json`
+for manual sets, never inside the user's folder): the registry fingerprint of the dataset and (size,
+mtime_ns, sha256) of every installed file. A second fetch only stat()s the files: if the registry
+entry is unchanged and every size and mtime still match, it does nothing (no hashing, no network). A
+changed, missing or extra-touched file makes it re-verify that dataset (hash the files, re-download
+what does not match).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ramit.io import git_blob_sha1 as _git_blob_sha1
 from ramit.io import sha256_file, write_json
 
 MARKER = ".complete.json"
+DEFAULT_MANUAL = "data/manual"
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg"}
 _PART = ".part-"
 
@@ -217,8 +224,20 @@ def _dataset_files(ds_dir: Path) -> List[Path]:
     return sorted(p for p in ds_dir.rglob("*") if p.is_file() and p.name != MARKER and _PART not in p.name)
 
 
-def _marker_ok(ds_dir: Path, digest: str) -> bool:
-    marker = ds_dir / MARKER
+def dataset_dir(ds, name: str, downloads: str | os.PathLike, manual: str | os.PathLike | None) -> Path:
+    """Where dataset `name` (registry entry `ds`) lives: the user's manual folder or the download cache."""
+    if ds.kind == "manual":
+        return Path(manual if manual is not None else DEFAULT_MANUAL) / name
+    return Path(downloads) / name
+
+
+def _state_file(ds, name: str, downloads: str | os.PathLike) -> Path:
+    if ds.kind == "manual":
+        return Path(downloads) / ".manual" / f"{name}.json"
+    return Path(downloads) / name / MARKER
+
+
+def _marker_ok(marker: Path, ds_dir: Path, digest: str) -> bool:
     try:
         data = json.loads(marker.read_text())
     except (OSError, ValueError):
@@ -235,22 +254,33 @@ def _marker_ok(ds_dir: Path, digest: str) -> bool:
     return True
 
 
-def read_marker(ds_dir: Path) -> Dict[str, dict]:
-    """`{relpath: {bytes, mtime_ns, sha256}}` of a fetched dataset; DataError if it was never fetched."""
-    marker = Path(ds_dir) / MARKER
+def installed_dataset(name: str, *, downloads: str | os.PathLike, manual: str | os.PathLike | None,
+                      reg) -> tuple[Path, Dict[str, dict]]:
+    """(folder, `{relpath: {bytes, mtime_ns, sha256}}`) of a fetched dataset; DataError if never fetched."""
+    ds = reg.get(name)
+    ds_dir, marker = dataset_dir(ds, name, downloads, manual), _state_file(ds, name, downloads)
     try:
-        return json.loads(marker.read_text())["files"]
+        return ds_dir, json.loads(marker.read_text())["files"]
     except (OSError, ValueError, KeyError):
-        raise DataError(f"{ds_dir}: dataset not installed (no valid {MARKER}); run `ramit fetch {Path(ds_dir).name}`") from None
+        raise DataError(f"{ds_dir}: dataset not installed (no valid {marker}); run `ramit fetch {name}`") from None
 
 
-def _write_marker(ds_dir: Path, name: str, digest: str, hashes: Dict[str, str]) -> None:
+def _write_marker(marker: Path, ds_dir: Path, name: str, digest: str, hashes: Dict[str, str]) -> dict:
     files = {}
     for p in _dataset_files(ds_dir):
         rel = p.relative_to(ds_dir).as_posix()
         st = p.stat()
         files[rel] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": hashes.get(rel) or sha256_file(p)}
-    write_json(ds_dir / MARKER, {"dataset": name, "registry_digest": digest, "files": files})
+    record = {"dataset": name, "registry_digest": digest, "files": files}
+    write_json(marker, record)
+    return record
+
+
+def write_verified(out: str | os.PathLike, record: dict) -> None:
+    """The fetch stage's output: what was verified (names, sizes, sha256), so it changes only with the
+    data itself: an edit of a dataset's description re-runs its fetch, and nothing after it."""
+    files = {rel: {"sha256": r["sha256"], "bytes": r["bytes"]} for rel, r in sorted(record["files"].items())}
+    write_json(out, {"dataset": record["dataset"], "files": files})
 
 
 def _clean_partials(ds_dir: Path) -> None:
@@ -356,16 +386,19 @@ def _check_manual(name, ds, ds_dir) -> Dict[str, str]:
     return {}
 
 
-def fetch_dataset(name: str, *, data_dir: Path, mirror: Optional[str], reg, retries: int = 2) -> Path:
+def fetch_dataset(name: str, *, data_dir: Path, mirror: Optional[str], reg, retries: int = 2,
+                  manual_dir: str | os.PathLike | None = None) -> Path:
+    """Install and verify one dataset (see the module doc for where it lives); returns its folder."""
     ds = reg.get(name)
     data_dir = Path(data_dir)
-    ds_dir = data_dir / name
+    ds_dir, marker = dataset_dir(ds, name, data_dir, manual_dir), _state_file(ds, name, data_dir)
     digest = reg.digest(name)
-    if _marker_ok(ds_dir, digest):
+    if _marker_ok(marker, ds_dir, digest):
         return ds_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    _clean_partials(ds_dir)
-    (ds_dir / MARKER).unlink(missing_ok=True)
+    if ds.kind != "manual":  # never touch the user's own folder
+        _clean_partials(ds_dir)
+    marker.unlink(missing_ok=True)
     kind = ds.kind
     if kind == "manifest":
         hashes = _fetch_manifest(name, reg, ds_dir, data_dir, mirror, retries)
@@ -376,7 +409,7 @@ def fetch_dataset(name: str, *, data_dir: Path, mirror: Optional[str], reg, retr
     else:
         hashes = _check_manual(name, ds, ds_dir)
     _verify_layout(name, ds, ds_dir)
-    _write_marker(ds_dir, name, digest, hashes)
+    _write_marker(marker, ds_dir, name, digest, hashes)
     return ds_dir
 
 
@@ -386,8 +419,10 @@ def fetch_datasets(
     mirror: Optional[str] = None,
     registry: str | os.PathLike = "params/datasets.yaml",
     retries: int = 2,
+    manual_dir: str | os.PathLike | None = None,
 ) -> List[Path]:
-    """Install and verify each named dataset under `data_dir/<name>/`; returns their folders."""
+    """Install and verify each named dataset (downloads under `data_dir/<name>/`, manual sets read from
+    `manual_dir/<name>/`); returns their folders."""
     from ramit.data.registry import load_registry
 
     reg = load_registry(registry)
@@ -395,4 +430,18 @@ def fetch_datasets(
     for n in names:
         reg.get(n)  # fail on a typo before downloading anything
     mirror = resolve_mirror(mirror, reg.mirror)
-    return [fetch_dataset(n, data_dir=Path(data_dir), mirror=mirror, reg=reg, retries=retries) for n in names]
+    return [fetch_dataset(n, data_dir=Path(data_dir), mirror=mirror, reg=reg, retries=retries, manual_dir=manual_dir)
+            for n in names]
+
+
+def fetch_verified(name: str, *, out: str | os.PathLike, downloads: str, manual: str, mirror: Optional[str],
+                   registry: str) -> Path:
+    """The pipeline's fetch stage: install/verify `name`, then write its verified-list file `out`."""
+    from ramit.data.registry import load_registry
+
+    reg = load_registry(registry)
+    ds_dir = fetch_dataset(name, data_dir=Path(downloads), mirror=resolve_mirror(mirror, reg.mirror), reg=reg,
+                           manual_dir=manual)
+    marker = _state_file(reg.get(name), name, downloads)
+    write_verified(out, json.loads(marker.read_text()))
+    return ds_dir

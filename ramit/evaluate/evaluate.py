@@ -194,56 +194,117 @@ def evaluate_cli(
     precision: str = "fp32",
     device: str = "auto",
 ) -> dict:
-    """Evaluate, write `<out>` (JSON) and `<out>.csv`, and return the JSON dict."""
-    from ramit.data.pairs import load_pairs
-
+    """Evaluate one model on one test set: write `<out>` (JSON) and `<out>.csv`, return the JSON dict."""
     st = parse_setting(setting)
     if source not in ("trained", "released"):
         raise RamitError(f"source must be 'trained' or 'released', got {source!r}")
-    data, out = Path(data), Path(out)
+    dev = resolve_device(device)
+    check_options(precision, dev, tile, tile_overlap)
+    net = build_and_load(model, st, checkpoint)
+    opts = dict(tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble, precision=precision, device=dev)
+    result = evaluate_set(net, model, st, Path(data), Path(out), checkpoint=checkpoint, source=source,
+                          save_images=save_images, **opts)
+    log_to_mlflow(result)
+    return result
+
+
+def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpoint, source: str,
+                 save_images=None, crops: int = 0, **opts) -> dict:
+    """Score `net` on one degraded test set; write `out` (JSON) and its per-image CSV beside it."""
+    from ramit.data.pairs import load_pairs
+
     if not data.is_dir():
         raise DataError(f"{data}: test-set directory not found (make it with `ramit degrade`)")
     made = _manifest_params(data)
     if isinstance(made.get("setting"), str) and made["setting"] != st.key:
         raise RamitError(f"{data} was made for setting {made['setting']!r}, not {st.key!r}")
-    dev = resolve_device(device)
-    check_options(precision, dev, tile, tile_overlap)
-    net = build_and_load(model, st, checkpoint)
     pairs = load_pairs(data)
     if not pairs:
         raise DataError(f"{data}: no image pairs found")
     dataset = made.get("dataset") if isinstance(made.get("dataset"), str) else data.name
-
     t0 = time.perf_counter()
-    rows = score_pairs(net, pairs, st, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble,
-                       precision=precision, device=dev, save_images=save_images,
-                       desc=f"{model} {st.key} {dataset}")
-    seconds = time.perf_counter() - t0
-
-    result = {
-        "model": model,
-        "task": st.task,
-        "scale": st.scale if st.task == "sr" else None,
-        "sigma": st.sigma,
-        "setting": st.key,
-        "dataset": dataset,
-        "source": source,
-        "checkpoint": str(checkpoint) if checkpoint is not None else None,
-        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint is not None else None,
-        "n": len(rows),
-        "psnr": _mean([r.psnr for r in rows]),
-        "ssim": _mean([r.ssim for r in rows]),
-        "seconds": round(seconds, 3),
-        "device": dev.type,
-        "protocol": {
-            "y_channel": st.y_channel,
-            "crop_border": st.crop_border,
-            "ensemble": bool(self_ensemble),
-            "tile": tile,
-            "precision": precision,
-        },
-    }
+    rows = score_pairs(net, pairs, st, save_images=save_images, desc=f"{model} {st.key} {dataset}", **opts)
+    result = _result(model, st, dataset, source, checkpoint, rows, time.perf_counter() - t0, opts)
     _write_csv(out.with_suffix(".csv"), rows)
     write_json(out, result)
-    log_to_mlflow(result)
     return result
+
+
+def _result(model, st, dataset, source, checkpoint, rows, seconds, opts) -> dict:
+    dev = opts["device"]
+    return {
+        "model": model, "base_model": model.removesuffix("+"), "task": st.task,
+        "scale": st.scale if st.task == "sr" else None, "sigma": st.sigma, "setting": st.key, "dataset": dataset,
+        "source": source, "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint is not None else None,
+        "n": len(rows), "psnr": _mean([r.psnr for r in rows]), "ssim": _mean([r.ssim for r in rows]),
+        "seconds": round(seconds, 3), "device": dev.type, "host": host_info(dev),
+        "protocol": {"y_channel": st.y_channel, "crop_border": st.crop_border, "ensemble": bool(opts["self_ensemble"]),
+                     "tile": opts["tile"], "precision": opts["precision"]},
+    }
+
+
+def host_info(dev: torch.device) -> dict:
+    """The machine that evaluated (the report shows it, not the machine that wrote the report)."""
+    import platform
+
+    from ramit.tracking import git_commit
+
+    cuda = dev.type == "cuda"
+    return {"device": dev.type, "device_name": torch.cuda.get_device_name(dev) if cuda else _cpu_name(),
+            "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
+            "python": platform.python_version(), "git_commit": git_commit()}
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def evaluate_stage(spec: dict) -> dict:
+    """The pipeline's evaluate stage: one model (one build) at one model key, on every setting and test
+    set of the plan; writes `<out>/<setting>/<Dataset>.{json,csv}` and the summary `<out>.json`
+    (`{dataset: {setting: {psnr, ssim, n}}}`, DVC metrics), and one MLflow run for the stage."""
+    st0 = parse_setting(next(iter(spec["data"])))
+    dev = resolve_device(spec["device"])
+    check_options(spec["precision"], dev, spec["tile"], 32)
+    net = build_and_load(spec["base_model"], st0, spec["checkpoint"])
+    opts = dict(tile=spec["tile"], tile_overlap=32, self_ensemble=spec["self_ensemble"],
+                precision=spec["precision"], device=dev)
+    out = Path(spec["out"])
+    results, summary = [], {}
+    for setting, per_dataset in spec["data"].items():
+        st = parse_setting(setting)
+        for dataset, data in per_dataset.items():
+            base = out / setting / dataset
+            images = Path(f"{base}_images") if spec["save_images"] else None
+            r = evaluate_set(net, spec["model"], st, Path(data), Path(f"{base}.json"), checkpoint=spec["checkpoint"],
+                             source=spec["source"], save_images=images, **opts)
+            results.append(r)
+            summary.setdefault(r["dataset"], {})[setting] = {"psnr": r["psnr"], "ssim": r["ssim"], "n": r["n"]}
+    write_json(spec["summary"], summary)
+    _log_stage(spec, results)
+    return summary
+
+
+def _log_stage(spec: dict, results: list[dict]) -> None:
+    """One MLflow run per evaluate stage (a child of the pipeline's run): every set's scores as metrics."""
+    from ramit.tracking import mlflow_run
+
+    name = f"evaluate {spec['source']} {spec['model']} {spec['key']}"
+    tags = {"ramit.stage": "evaluate", "ramit.model": spec["model"], "ramit.model_key": spec["key"],
+            "ramit.source": spec["source"]}
+    params = {"checkpoint": spec["checkpoint"], "device": spec["device"], "precision": spec["precision"],
+              "tile": spec["tile"], "self_ensemble": spec["self_ensemble"]}
+    with mlflow_run(name, params=params, tags=tags) as t:
+        for r in results:
+            prefix = f"{r['setting']}/{r['dataset']}/"
+            t.log_metrics({prefix + k: r[k] for k in ("psnr", "ssim", "seconds") if isinstance(r.get(k), (int, float))})
+        t.log_artifact(spec["summary"])

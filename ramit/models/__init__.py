@@ -8,25 +8,27 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from ramit.models.checkpoint import load_weights, save_weights
+from ramit.models.names import BASELINE_NAMES, list_models, source_files
 from ramit.models.variants import SR_SCALES, TASKS, allowed_tasks, resolve, variant_names
 
-__all__ = ["MODEL_NAMES", "RAMIT_NAMES", "TASKS", "build_model", "list_models", "load_weights", "save_weights"]
+__all__ = ["MODEL_NAMES", "RAMIT_NAMES", "TASKS", "build_model", "list_models", "load_weights", "save_weights",
+           "source_files", "warm_start_head"]
+
+if TYPE_CHECKING:
+    from torch import nn
 
 RAMIT_NAMES: tuple[str, ...] = variant_names()
 
 
-def _baseline_names() -> tuple[str, ...]:
-    from ramit.models.baselines import BASELINE_NAMES
+def __getattr__(name: str):
+    # torch is imported on first use only: the pipeline reads model names at Snakefile parse time.
+    if name in ("load_weights", "save_weights"):
+        from ramit.models import checkpoint
 
-    return tuple(BASELINE_NAMES)
-
-
-def list_models() -> list[str]:
-    """Every name `build_model` accepts: RAMiT variants, ablations, then baselines."""
-    return list(RAMIT_NAMES) + [n for n in _baseline_names() if n not in RAMIT_NAMES]
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module 'ramit.models' has no attribute {name!r}")
 
 
 MODEL_NAMES: tuple[str, ...] = tuple(list_models())
@@ -42,7 +44,7 @@ def build_model(name: str, task: str, scale: int | None = None, in_chans: int | 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
     if name not in RAMIT_NAMES:
-        if name in _baseline_names():
+        if name in BASELINE_NAMES:
             from ramit.models.baselines import build_baseline
 
             return build_baseline(name, task, scale=scale, in_chans=in_chans, **overrides)
@@ -68,3 +70,13 @@ def build_model(name: str, task: str, scale: int | None = None, in_chans: int | 
     model = RAMiT(**kwargs)
     model.model_name = name
     return model
+
+
+
+def warm_start_head(model: nn.Module) -> tuple[str, ...]:
+    """The state-dict key patterns a warm start from another scale re-initialises (see DESIGN.md)."""
+    head = getattr(type(model), "warm_start_head", None)
+    if not head:
+        raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} names no warm-start head "
+                         f"(class attribute `warm_start_head`): it cannot warm-start from another scale")
+    return tuple(head)

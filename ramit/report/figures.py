@@ -250,6 +250,11 @@ def strip_setting(table: Table) -> str:
     return settings[-1]
 
 
+def _setting_dir(results: Path, source: str, model: str, setting: str) -> Path:
+    """results/<source>/<model>/<model key>/<setting>/ (the evaluate stage's layout)."""
+    return Path(results) / source / model / parse_setting(setting).model_key / setting
+
+
 def visual_strip(table: Table, results: Path, data: Path, dest: Path) -> tuple[Optional[Path], Optional[str], dict]:
     """GT (full, with the crop boxed) | GT crop | input crop | each model's crop, for one image."""
     st = strip_setting(table)
@@ -259,7 +264,7 @@ def visual_strip(table: Table, results: Path, data: Path, dest: Path) -> tuple[O
     for ds in [d for d, s in table.columns if s == st]:
         have = {}
         for m in models:
-            d = Path(results) / table.source / m / st / f"{ds}_images"
+            d = _setting_dir(results, table.source, m, st) / f"{ds}_images"
             names = sorted(p.stem for p in d.glob("*.png")) if d.is_dir() else []
             if names:
                 have[m] = d
@@ -294,7 +299,7 @@ def visual_strip(table: Table, results: Path, data: Path, dest: Path) -> tuple[O
     for m in models:
         if m in outputs:
             img = read_image(outputs[m] / f"{name}.png")
-            p = _per_image_psnr(Path(results) / table.source / m / st / f"{ds}.csv", name)
+            p = _per_image_psnr(_setting_dir(results, table.source, m, st) / f"{ds}.csv", name)
             psnrs[m] = p
             panels.append((m if p is None else f"{m}\n{p:.2f} dB", img))
     # Outputs and inputs may differ from the scored HQ by a few border pixels (modcrop); align top-left.

@@ -203,14 +203,16 @@ def _num(x) -> Optional[float]:
 
 
 def load_results(results: Path, problems: list[str]) -> list[Result]:
-    """Read `results/<source>/<model>/<setting>/<Dataset>.json`; the path, not the JSON, names the cell."""
+    """Read `results/<source>/<model>/<model key>/<setting>/<Dataset>.json` (what the evaluate stage
+    writes; the older `results/<source>/<model>/<setting>/<Dataset>.json` too); the path names the cell."""
     out: list[Result] = []
     results = Path(results)
     if not results.is_dir():
         problems.append(f"no results directory at `{results}`")
         return out
-    for path in sorted(results.glob("*/*/*/*.json")):
-        source, model, setting, dataset = path.relative_to(results).with_suffix("").parts
+    for path in sorted([*results.glob("*/*/*/*.json"), *results.glob("*/*/*/*/*.json")]):
+        parts = path.relative_to(results).with_suffix("").parts
+        source, model, setting, dataset = parts[0], parts[1], parts[-2], parts[-1]
         if source == "profile":
             continue
         try:

@@ -5,7 +5,8 @@
   run uses the official names through `ramit.models.save_weights`),
 * `trainer.pt` - optimizer state and every RNG state (python, numpy, torch CPU/CUDA); only tensors,
   dicts, lists and numbers, so it loads with `torch.load(weights_only=True)`,
-* `state.json` - iteration, epoch, stage, phase, elapsed seconds, params hash.
+* `state.json` - iteration, epoch, stage, phase, elapsed seconds, the run's fingerprint,
+* `history.csv`, `val.csv` - the run's records up to this iteration (a resume restores them from here).
 
 A directory either is complete or does not exist under its final name, so a SIGKILL at any moment
 leaves the previous checkpoint usable. The data order needs no state: it is a function of the
@@ -71,7 +72,7 @@ def set_rng_state(s: dict) -> None:
 
 
 def save(ckpt_dir: str | os.PathLike, it: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         state: dict, keep: int = 2) -> Path:
+         state: dict, keep: int = 2, records: dict[str, str] | None = None) -> Path:
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"it{it:08d}"
@@ -82,6 +83,8 @@ def save(ckpt_dir: str | os.PathLike, it: int, model: torch.nn.Module, optimizer
     save_file({k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state()}, tmp / "trainer.pt")
     write_json(tmp / "state.json", {**state, "iter": it})
+    for name, text in (records or {}).items():
+        (tmp / name).write_text(text, encoding="utf-8")
     for f in tmp.iterdir():  # the rename below must not publish data still in the page cache only
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -93,8 +96,19 @@ def save(ckpt_dir: str | os.PathLike, it: int, model: torch.nn.Module, optimizer
     return final
 
 
-def load(path: str | os.PathLike, model: torch.nn.Module) -> tuple[dict, dict]:
-    """Load weights into `model`; return (state.json content, trainer.pt content)."""
+RECORDS = ("history.csv", "val.csv")
+
+
+def read_state(path: str | os.PathLike) -> dict:
+    """A checkpoint's state.json ({} when unreadable: such a checkpoint is treated as foreign)."""
+    try:
+        return json.loads((Path(path) / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load(path: str | os.PathLike, model: torch.nn.Module) -> tuple[dict, dict, dict[str, str]]:
+    """Load weights into `model`; return (state.json content, trainer.pt content, records by file name)."""
     path = Path(path)
     try:
         state = json.loads((path / "state.json").read_text())
@@ -109,7 +123,8 @@ def load(path: str | os.PathLike, model: torch.nn.Module) -> tuple[dict, dict]:
         first = str(e).strip().splitlines()
         raise CheckpointError(f"{path}: does not fit the model being trained (was the recipe or model changed?): "
                               f"{first[1] if len(first) > 1 else first[0]}") from None
-    return state, trainer
+    records = {n: (path / n).read_text(encoding="utf-8") for n in RECORDS if (path / n).is_file()}
+    return state, trainer, records
 
 
 def clean_temp(ckpt_dir: str | os.PathLike) -> None:

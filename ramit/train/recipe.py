@@ -59,11 +59,12 @@ class EpochLength(Strict):
 class WarmStart(Strict):
     """x3/x4 from x2: re-initialise the head, train only it at constant lr, then everything afresh.
 
-    The main schedule (warm-up, milestones) is counted from the end of this phase.
+    Which keys are "the head" is a property of the model (its class attribute `warm_start_head`: the
+    keys whose shape depends on the scale), not of the recipe. The main schedule (warm-up,
+    milestones) is counted from the end of this phase.
     """
 
     epochs: float = Field(gt=0)
-    head: List[str] = ["to_target.*"]  # fnmatch patterns on state-dict keys: not loaded, trained first
     lr: Optional[float] = None  # constant lr of the head-only phase; default: the stage-0 lr
 
 
@@ -110,6 +111,9 @@ class Recipe(Strict):
     # execution
     amp: Optional[Literal["bf16"]] = None
     compile: bool = False
+    # True: bit-identical reruns on the CPU; on CUDA "reproducible up to nondeterministic kernels"
+    # (fixed cuBLAS workspace, deterministic cuDNN, no benchmark; the fused attention backward has no
+    # deterministic CUDA kernel). False: cuDNN benchmark mode, fastest.
     deterministic: bool = True
 
     model: Dict[str, object] = {}  # extra build_model(**overrides), e.g. {depths: [1,1,1,1]} for tests

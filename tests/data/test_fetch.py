@@ -204,15 +204,20 @@ def test_symlink_members_are_not_created(tmp_path):
 
 
 def test_manual_dataset_says_where_to_put_files_then_verifies(tmp_path):
+    manual, downloads = tmp_path / "manual", tmp_path / "raw"
     with pytest.raises(DataError) as e:
-        fetch_datasets(["LOL"], data_dir=tmp_path, registry=REGISTRY)
+        fetch_datasets(["LOL"], data_dir=downloads, registry=REGISTRY, manual_dir=manual)
     msg = str(e.value)
-    assert "data/raw/LOL/LQ/" in msg and "data/raw/LOL/HQ/" in msg and "daooshee.github.io" in msg
+    assert "data/manual/LOL/LQ/" in msg and "data/manual/LOL/HQ/" in msg and "daooshee.github.io" in msg
+    assert f"{manual}/LOL/" in msg  # where this fetch looked
     for sub, v in (("LQ", 10), ("HQ", 200)):
         for i in range(15):
-            write_png(tmp_path / "LOL" / sub / f"{i:03d}.png", np.full((4, 4, 3), v, np.uint8))
-    fetch_datasets(["LOL"], data_dir=tmp_path, registry=REGISTRY)
-    assert (tmp_path / "LOL" / MARKER).is_file()
-    os.remove(tmp_path / "LOL" / "HQ" / "003.png")
+            write_png(manual / "LOL" / sub / f"{i:03d}.png", np.full((4, 4, 3), v, np.uint8))
+    before = sorted(p.relative_to(manual) for p in manual.rglob("*"))
+    fetch_datasets(["LOL"], data_dir=downloads, registry=REGISTRY, manual_dir=manual)
+    # the install state lives in the download cache, never inside the user's folder
+    assert (downloads / ".manual" / "LOL.json").is_file()
+    assert sorted(p.relative_to(manual) for p in manual.rglob("*")) == before
+    os.remove(manual / "LOL" / "HQ" / "003.png")
     with pytest.raises(DataError, match="expected 15 images"):
-        fetch_datasets(["LOL"], data_dir=tmp_path, registry=REGISTRY)
+        fetch_datasets(["LOL"], data_dir=downloads, registry=REGISTRY, manual_dir=manual)

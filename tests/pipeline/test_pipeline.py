@@ -4,58 +4,96 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ramit.pipeline import default_stages, dvc_yaml, expand_stages, load_plan
+from ramit.pipeline import default_stages, expand_stages, load_plan
+from ramit.pipeline.dvc import dvc_yaml
 
 from pipeline_helpers import BIN, ROOT, run, tiny_plan
+
+LOG_REDIRECT = re.compile(r"\s*>\s*\S+\.log\s+2>&1\s*$")
 
 
 def test_committed_dvc_yaml_is_current():
     plan = load_plan(ROOT / "params" / "run.yaml")
-    expected = dvc_yaml(plan, "params/run.yaml")
-    assert (ROOT / "dvc.yaml").read_text() == expected, (
-        "dvc.yaml is stale: run `ramit stages --params params/run.yaml --write-dvc dvc.yaml`")
+    assert (ROOT / plan.dvc_file).read_text() == dvc_yaml(plan, "params/run.yaml"), (
+        "dvc.yaml is stale: run `ramit stages --params params/run.yaml --write-dvc`")
 
 
-def test_every_stage_input_is_produced_or_tracked():
-    plan = load_plan(ROOT / "params" / "run.yaml")
-    stages = expand_stages(plan)
+@pytest.mark.parametrize("plan_file", ["params/run.yaml", "params/paper.yaml"])
+def test_every_stage_input_is_produced_or_tracked(plan_file):
+    plan = load_plan(ROOT / plan_file)
+    stages = expand_stages(plan, plan_file)
     produced = {t for s in stages for t in s.targets}
     for s in stages:
-        for d in s.deps:
+        for d in s.deps + s.code:
             assert d in produced or (ROOT / d).exists(), f"{s.name}: {d} is neither produced nor in the repo"
+        for f in s.params:
+            assert (ROOT / f).is_file(), f"{s.name}: params file {f} missing"
     names = [s.name for s in stages]
     assert len(names) == len(set(names))
+    assert all(t.startswith(plan.path("")) or plan.root == "." for s in stages for t in s.targets)
 
 
-def _snakemake_shell_cmds(proj: Path, target: str | None = None) -> list[str]:
-    args = [str(BIN / "snakemake"), "-n", "-p", "--forceall"]
-    p = run(args + ([target] if target else []), proj)
-    prefix = "Shell command: "  # with -n -p Snakemake prints each job's command on such a line
-    cmds = [ln[len(prefix):].strip() for ln in (p.stdout + p.stderr).splitlines() if ln.startswith(prefix)]
-    return [c for c in cmds if c != "None"]  # target rules (all, released) have no command
+def test_paper_plan_claims_gpus_threads_and_keeps_going():
+    plan = load_plan(ROOT / "params" / "paper.yaml")
+    stages = expand_stages(plan, "params/paper.yaml")
+    train = [s for s in stages if s.family == "train"]
+    assert train and all(s.spec["device"] == "cuda" and s.gpus == plan.train.processes == 2 for s in train)
+    assert all(s.cmd[:4] == ["torchrun", "--standalone", "--nproc_per_node", "2"] for s in train)
+    assert all(s.threads == 2 * (1 + 8) for s in train)  # ranks x (1 + DataLoader workers)
+    for fam in ("evaluate", "profile"):
+        assert all(s.gpus == 1 for s in stages if s.family == fam), fam
+    assert all(s.gpus == 0 for s in stages if s.family in ("fetch", "degrade", "report", "fetch_weights"))
+    for prof in ("gpu", "slurm"):
+        cfg = yaml.safe_load((ROOT / "workflow/profiles" / prof / "config.yaml").read_text())
+        assert cfg["keep-going"] is True and cfg["rerun-incomplete"] is True, prof
+    slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert slurm["set-resources"]["train"]["cpus_per_task"] == train[0].threads
+    assert slurm["set-resources"]["train"]["tasks_per_gpu"] == 0  # torchrun starts the ranks in one task
+    assert plan.root == "paper" and plan.dvc_file == "paper/dvc.yaml"
+    # the paper plan's manual datasets are read from the user's folder, never an output
+    manual = [s for s in stages if s.user_data]
+    assert {s.spec["dataset"] for s in manual} >= {"Manga109", "WED", "LOL", "Rain13K", "Test100"}
+    assert not any(t.startswith("data/manual") for s in stages for t in s.targets)
+
+
+def _dry_run(proj: Path, target: str | None = None) -> tuple[list[str], set[str]]:
+    p = run([str(BIN / "snakemake"), "-n", "-p", "--forceall", *([target] if target else [])], proj)
+    text = p.stdout + p.stderr
+    cmds = [LOG_REDIRECT.sub("", ln[len("Shell command: "):].strip()) for ln in text.splitlines()
+            if ln.startswith("Shell command: ")]
+    outs = {o.strip() for ln in text.splitlines() if ln.strip().startswith("output:")
+            for o in ln.strip()[len("output:"):].split(",")}
+    return sorted(c for c in cmds if c != "None"), outs
 
 
 def test_snakemake_plans_exactly_the_dvc_stages(make_project):
     proj = make_project(yaml.safe_load((ROOT / "params" / "run.yaml").read_text()))
-    snake = sorted(_snakemake_shell_cmds(proj))
-    dvc = sorted(st["cmd"] for st in yaml.safe_load((proj / "dvc.yaml").read_text())["stages"].values())
-    assert snake == dvc
+    cmds, outs = _dry_run(proj)
+    dvc = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
+    assert cmds == sorted(st["cmd"] for st in dvc.values())
     plan = load_plan(proj / "params" / "run.yaml")
-    families = {s.family for s in default_stages(plan)}
-    assert {"fetch", "degrade", "train", "evaluate", "profile", "report"} <= families
+    stages = default_stages(plan, "params/run.yaml")
+    assert outs == {t for s in stages for t in s.targets}
+    assert {"fetch", "degrade", "train", "evaluate", "profile", "report"} <= {s.family for s in stages}
+    # DVC knows what every stage reads: params keys and code
+    ev = dvc["evaluate-trained-RAMiT-x2"]
+    assert "ramit/evaluate/metrics.py" in ev["deps"] and "ramit/models/ramit.py" in ev["deps"]
+    tr = dvc["train-PReNet-dr"]
+    assert {"params/run.yaml": ["models.PReNet", "recipes.dr", "train_data.dr", "val_data.dr"]} in tr["params"]
+    assert {"params/train/embedded.yaml": None} in tr["params"]
 
 
 def test_released_target_plans_checkpoints_and_real_test_sets(make_project):
     proj = make_project(yaml.safe_load((ROOT / "params" / "run.yaml").read_text()))
-    cmds = _snakemake_shell_cmds(proj, "released")
-    assert any(c.startswith("ramit fetch-weights RAMiT-1_X2.pth") for c in cmds)
-    assert any("--source released" in c and "--data data/degraded/x2/Set5" in c for c in cmds)
+    cmds, _ = _dry_run(proj, "released")
+    assert "ramit fetch-weights --plan params/run.yaml RAMiT-1_X2.pth" in cmds
+    assert "ramit evaluate --plan params/run.yaml --source released --model RAMiT-1 --key x2" in cmds
+    assert "ramit degrade --plan params/run.yaml x2 Set5" in cmds
     assert not any(c.startswith("ramit train") for c in cmds)
 
 
@@ -79,31 +117,15 @@ def test_unknown_model_is_named(make_project):
     assert p.returncode == 2 and "models.RAMiT-9000" in p.stderr and "RAMiT-1" in p.stderr
 
 
-def _ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+def test_a_stage_command_reads_its_parameters_from_the_plan(make_project):
+    """`ramit train --plan` runs what the plan says now: no regeneration of dvc.yaml for a value change."""
+    from ramit.pipeline.stages import resolve_stage
 
-
-@pytest.mark.slow
-def test_dvc_repro_reruns_only_the_changed_model(make_project):
     proj = make_project(tiny_plan())
-    run([str(BIN / "ramit"), "stages", "--write-dvc", "dvc.yaml"], proj)
-    first = run([str(BIN / "dvc"), "repro"], proj)
-    ran = _ran_stages(first.stdout)
-    assert {"train-RAMiT-slimLLE-lle", "train-PReNet-dr", "report"} <= ran
-    scores = json.loads((proj / "results/trained/PReNet/dr/EmbeddedTest.json").read_text())
-    assert scores["n"] > 0 and 5 < scores["psnr"] < 60
-
-    noop = run([str(BIN / "dvc"), "repro"], proj)
-    assert _ran_stages(noop.stdout) == set()
-
-    plan = yaml.safe_load((proj / "params/run.yaml").read_text())
-    plan["models"]["PReNet"]["train"]["iterations"] = 6
-    (proj / "params/run.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
-    run([str(BIN / "ramit"), "stages", "--write-dvc", "dvc.yaml"], proj)
-    second = run([str(BIN / "dvc"), "repro"], proj)
-    assert _ran_stages(second.stdout) == {"train-PReNet-dr", "evaluate-trained-PReNet-dr-EmbeddedTest", "report"}
-    summary = json.loads((proj / "runs/PReNet/dr/summary.json").read_text())
-    assert summary["iterations"] == 6
+    plan, stage = resolve_stage(proj / "params/run.yaml", "train-PReNet-dr")
+    assert stage.spec["overrides"] == ["iterations=4"] and stage.spec["device"] == "cpu"
+    assert stage.cmd == ["ramit", "train", "--plan", str(proj / "params/run.yaml"), "--model", "PReNet",
+                         "--key", "dr"]
 
 
 @pytest.mark.slow
@@ -112,10 +134,11 @@ def test_released_target_on_set5_with_mirrors(make_project, datasets_mirror, che
     proj = make_project(plan)
     env = {"RAMIT_MIRROR": str(datasets_mirror), "RAMIT_MIRROR_WEIGHTS": str(checkpoints_mirror)}
     run([str(BIN / "snakemake"), "--cores", "2", "released"], proj, env=env)
-    scores = json.loads((proj / "results/released/RAMiT-1/x2/Set5.json").read_text())
+    scores = json.loads((proj / "results/released/RAMiT-1/x2/x2/Set5.json").read_text())
     assert scores["n"] == 5 and scores["psnr"] > 37.0, scores
-    index = (proj / "reports/released/README.md").read_text()
-    assert "Set5" in index
-    # a second invocation has nothing to do
+    assert scores["host"]["device"] == "cpu" and scores["host"]["torch"]
+    summary = json.loads((proj / "results/released/RAMiT-1/x2.json").read_text())
+    assert summary["Set5"]["x2"]["psnr"] == scores["psnr"]
+    assert "Set5" in (proj / "reports/released/README.md").read_text()
     again = run([str(BIN / "snakemake"), "--cores", "2", "released"], proj, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr

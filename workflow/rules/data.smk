@@ -1,49 +1,60 @@
-# fetch -> degrade: verified raw datasets, then the authors' degradations.
+# fetch -> degrade: verified datasets, then the authors' degradations.
+# Downloads (data/raw) and your manual datasets (data/manual) are never outputs: re-runs never delete them.
 
 
 rule fetch:
-    output:
-        directory("data/raw/{dataset}"),
     input:
-        deps("data/raw/{dataset}"),
+        unpack(stage_inputs("fetch-{dataset}")),
+    output:
+        ROOT + "data/verified/{dataset}.json",
+    log:
+        ROOT + "logs/fetch/{dataset}.log",
     params:
-        cmd=cmd("data/raw/{dataset}"),
+        plan=PLAN_FILE,
     resources:
         downloads=1,
     shell:
-        "{params.cmd}"
+        "ramit fetch --plan {params.plan} {wildcards.dataset} > {log} 2>&1"
 
 
 rule degrade:
-    output:
-        directory("data/degraded/{setting}/{dataset}"),
     input:
-        deps("data/degraded/{setting}/{dataset}"),
+        unpack(stage_inputs("degrade-{setting}-{dataset}")),
+    output:
+        directory(ROOT + "data/degraded/{setting}/{dataset}"),
+    log:
+        ROOT + "logs/degrade/{setting}/{dataset}.log",
     params:
-        cmd=cmd("data/degraded/{setting}/{dataset}"),
+        plan=PLAN_FILE,
     shell:
-        "{params.cmd}"
+        "ramit degrade --plan {params.plan} {wildcards.setting} {wildcards.dataset} > {log} 2>&1"
 
 
 rule degrade_train:
-    output:
-        directory("data/degraded/train/{key}/{dataset}"),
     input:
-        deps("data/degraded/train/{key}/{dataset}"),
+        unpack(stage_inputs("degrade-train-{key}-{dataset}")),
+    output:
+        directory(ROOT + "data/degraded/train/{key}/{dataset}"),
+    log:
+        ROOT + "logs/degrade/train/{key}/{dataset}.log",
+    benchmark:
+        ROOT + "logs/degrade/train/{key}/{dataset}.benchmark.tsv"
     params:
-        cmd=cmd("data/degraded/train/{key}/{dataset}"),
+        plan=PLAN_FILE,
     shell:
-        "{params.cmd}"
+        "ramit degrade --plan {params.plan} --train {wildcards.key} {wildcards.dataset} > {log} 2>&1"
 
 
 rule fetch_weights:
-    output:
-        "weights/released/{file}",
     input:
-        deps("weights/released/{file}"),
+        unpack(stage_inputs("fetch-weights-{file}")),
+    output:
+        ROOT + "weights/released/{file}.pth",
+    log:
+        ROOT + "logs/fetch_weights/{file}.log",
     params:
-        cmd=cmd("weights/released/{file}"),
+        plan=PLAN_FILE,
     resources:
         downloads=1,
     shell:
-        "{params.cmd}"
+        "ramit fetch-weights --plan {params.plan} {wildcards.file}.pth > {log} 2>&1"

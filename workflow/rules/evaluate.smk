@@ -1,42 +1,38 @@
 # evaluate + profile: PSNR/SSIM with the authors' protocol; params, MACs, latency.
 
-EVAL = "results/{source}/{model}/{setting}/{dataset}"
 
-if PLAN.evaluate.save_images:
-
-    rule evaluate:
-        output:
-            scores=EVAL + ".json",
-            per_image=EVAL + ".csv",
-            images=directory(EVAL + "_images"),
-        input:
-            deps(EVAL + ".json"),
-        params:
-            cmd=cmd(EVAL + ".json"),
-        threads: 1
-        shell:
-            "{params.cmd}"
-
-else:
-
-    rule evaluate:
-        output:
-            scores=EVAL + ".json",
-            per_image=EVAL + ".csv",
-        input:
-            deps(EVAL + ".json"),
-        params:
-            cmd=cmd(EVAL + ".json"),
-        threads: 1
-        shell:
-            "{params.cmd}"
+rule evaluate:
+    input:
+        unpack(stage_inputs("evaluate-{source}-{model}-{key}")),
+    output:
+        scores=ROOT + "results/{source}/{model}/{key}.json",
+        details=directory(ROOT + "results/{source}/{model}/{key}"),
+    log:
+        ROOT + "logs/evaluate/{source}/{model}/{key}.log",
+    benchmark:
+        ROOT + "logs/evaluate/{source}/{model}/{key}.benchmark.tsv"
+    params:
+        plan=PLAN_FILE,
+    resources:
+        gpu=stage_gpus("evaluate-{source}-{model}-{key}"),
+    shell:
+        "ramit evaluate --plan {params.plan} --source {wildcards.source} --model {wildcards.model} "
+        "--key {wildcards.key} > {log} 2>&1"
 
 
 rule profile:
+    input:
+        unpack(stage_inputs("profile-{model}-{key}")),
     output:
-        "results/profile/{model}/{key}.json",
+        ROOT + "results/profile/{model}/{key}.json",
+    log:
+        ROOT + "logs/profile/{model}/{key}.log",
+    benchmark:
+        ROOT + "logs/profile/{model}/{key}.benchmark.tsv"
     params:
-        cmd=cmd("results/profile/{model}/{key}.json"),
-    threads: 1
+        plan=PLAN_FILE,
+    threads: stage_threads("profile-{model}-{key}")
+    resources:
+        gpu=stage_gpus("profile-{model}-{key}"),
     shell:
-        "{params.cmd}"
+        "ramit profile --plan {params.plan} --model {wildcards.model} --key {wildcards.key} > {log} 2>&1"

@@ -1,27 +1,33 @@
-# report: paper-style tables and figures.
+# report: paper-style tables and figures; `snakemake --report report.html` shows them.
 
 
 rule report:
-    output:
-        index="reports/README.md",
-        tables=directory("reports/tables"),
-        figures=directory("reports/figures"),
     input:
-        deps("reports/README.md"),
+        unpack(stage_inputs("report")),
+    output:
+        index=ROOT + "reports/README.md",
+        tables=report(directory(ROOT + "reports/tables"), patterns=["{name}.csv"], category="Tables"),
+        figures=report(directory(ROOT + "reports/figures"), patterns=["{name}.png"], category="Figures"),
+    log:
+        ROOT + "logs/report/trained.log",
     params:
-        cmd=cmd("reports/README.md"),
+        plan=PLAN_FILE,
     shell:
-        "{params.cmd}"
+        "ramit report --plan {params.plan} --source trained > {log} 2>&1"
 
 
 rule report_released:
-    output:
-        index="reports/released/README.md",
-        tables=directory("reports/released/tables"),
-        figures=directory("reports/released/figures"),
     input:
-        deps("reports/released/README.md"),
+        unpack(stage_inputs("report-released")),
+    output:
+        index=ROOT + "reports/released/README.md",
+        tables=report(directory(ROOT + "reports/released/tables"), patterns=["{name}.csv"],
+                      category="Released weights"),
+        figures=report(directory(ROOT + "reports/released/figures"), patterns=["{name}.png"],
+                       category="Released weights"),
+    log:
+        ROOT + "logs/report/released.log",
     params:
-        cmd=cmd("reports/released/README.md"),
+        plan=PLAN_FILE,
     shell:
-        "{params.cmd}"
+        "ramit report --plan {params.plan} --source released > {log} 2>&1"

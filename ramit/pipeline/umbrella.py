@@ -1,0 +1,32 @@
+"""The MLflow run of one Snakemake invocation; every stage's own run becomes its child."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+_umbrella = None
+
+
+def start_umbrella_run(orchestrator: str, params_file: str) -> Optional[str]:
+    """Start the invocation's run; return its id (exported as $RAMIT_MLFLOW_PARENT_RUN_ID for the
+    jobs), or None when MLflow is unreachable, in which case the pipeline runs untracked."""
+    global _umbrella
+    from ramit.tracking import git_commit, params_hash, start_run
+
+    tracker = start_run(f"{orchestrator} {Path(params_file).stem}", nested=False, flush_every=1)
+    if not tracker.active:
+        return None
+    text = Path(params_file).read_text() if Path(params_file).is_file() else ""
+    tracker.set_tags({"ramit.orchestrator": orchestrator, "ramit.params_file": params_file,
+                      "ramit.params_hash": params_hash(text), "mlflow.source.git.commit": git_commit()})
+    tracker.log_artifact(params_file)
+    _umbrella = tracker
+    return tracker.run_id
+
+
+def end_umbrella_run(status: str = "FINISHED") -> None:
+    global _umbrella
+    if _umbrella is not None:
+        _umbrella.end(status)
+    _umbrella = None
