@@ -200,6 +200,7 @@ def evaluate_cli(
         raise RamitError(f"source must be 'trained' or 'released', got {source!r}")
     dev = resolve_device(device)
     check_options(precision, dev, tile, tile_overlap)
+    check_data(Path(data), st)  # before the model: a wrong folder is the likelier mistake
     net = build_and_load(model, st, checkpoint)
     opts = dict(tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble, precision=precision, device=dev)
     result = evaluate_set(net, model, st, Path(data), Path(out), checkpoint=checkpoint, source=source,
@@ -208,16 +209,22 @@ def evaluate_cli(
     return result
 
 
-def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpoint, source: str,
-                 save_images=None, crops: int = 0, **opts) -> dict:
-    """Score `net` on one degraded test set; write `out` (JSON) and its per-image CSV beside it."""
-    from ramit.data.pairs import load_pairs
-
+def check_data(data: Path, st: Setting) -> dict:
+    """The degraded set exists and was made for this setting; returns what `ramit degrade` recorded."""
     if not data.is_dir():
         raise DataError(f"{data}: test-set directory not found (make it with `ramit degrade`)")
     made = _manifest_params(data)
     if isinstance(made.get("setting"), str) and made["setting"] != st.key:
         raise RamitError(f"{data} was made for setting {made['setting']!r}, not {st.key!r}")
+    return made
+
+
+def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpoint, source: str,
+                 save_images=None, crops: int = 0, **opts) -> dict:
+    """Score `net` on one degraded test set; write `out` (JSON) and its per-image CSV beside it."""
+    from ramit.data.pairs import load_pairs
+
+    made = check_data(data, st)
     pairs = load_pairs(data)
     if not pairs:
         raise DataError(f"{data}: no image pairs found")

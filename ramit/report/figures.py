@@ -251,8 +251,10 @@ def strip_setting(table: Table) -> str:
 
 
 def _setting_dir(results: Path, source: str, model: str, setting: str) -> Path:
-    """results/<source>/<model>/<model key>/<setting>/ (the evaluate stage's layout)."""
-    return Path(results) / source / model / parse_setting(setting).model_key / setting
+    """results/<source>/<model>/<model key>/<setting>/ (the evaluate stage's layout), or the older
+    results/<source>/<model>/<setting>/ of a results tree made by hand."""
+    new = Path(results) / source / model / parse_setting(setting).model_key / setting
+    return new if new.is_dir() else Path(results) / source / model / setting
 
 
 def visual_strip(table: Table, results: Path, data: Path, dest: Path) -> tuple[Optional[Path], Optional[str], dict]:
