@@ -119,6 +119,6 @@ def test_tiny_model_override_is_part_of_the_fingerprint(sr_data, tmp_path, track
     recipe = write_recipe(tmp_path / "r.yaml", epochs=1, milestones=[], val_every=None)
     out = tmp_path / "run"
     a = _train(sr_data, recipe, out)
-    b = _train(sr_data, recipe, out, "model=" + json.dumps({**TINY_MODEL, "dim": 8}))
+    b = _train(sr_data, recipe, out, "model=" + json.dumps({**TINY_MODEL, "dim": 32}))
     assert b["resumed_from"] == 0 and any("model config" in c for c in b["stale_runs_moved_aside"][0]["changed"])
     assert a["params"] != b["params"]
