@@ -22,6 +22,15 @@ def store(tracked):
     return tracked  # the session's sqlite store, an experiment per test (conftest.py)
 
 
+@pytest.fixture
+def fluent(store, monkeypatch):
+    """The store for mlflow's fluent API too (`runs:/` URIs, search_runs), whatever an earlier test set."""
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.setattr(utils, "_tracking_uri", store)  # restored after the test, unlike set_tracking_uri
+    return store
+
+
 def test_run_with_params_buffered_metrics_artifacts_and_nesting(store, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -97,7 +106,7 @@ def _trained_run(tmp_path, train_data, seed=0):
     return net, t.run_id, uri
 
 
-def test_trained_model_loads_back_from_the_run_and_gives_the_same_output(store, tmp_path):
+def test_trained_model_loads_back_from_the_run_and_gives_the_same_output(fluent, tmp_path):
     import mlflow.pyfunc
     import numpy as np
     import torch
@@ -114,14 +123,14 @@ def test_trained_model_loads_back_from_the_run_and_gives_the_same_output(store, 
     np.testing.assert_array_equal(got, want)
     assert loaded.unwrap_python_model().config["overrides"] == TINY_MODEL
     # no pickled code: the model is this source file plus the weights and the config
-    files = {a.path for a in MlflowClient(store).list_artifacts(run_id, "model")}
+    files = {a.path for a in MlflowClient(fluent).list_artifacts(run_id, "model")}
     assert {"model/MLmodel", "model/mlflow_model.py", "model/artifacts"} <= files
     assert not any(f.endswith((".pkl", ".pickle")) for f in files)
     with pytest.raises(Exception, match="(?i)schema|shape"):
         loaded.predict(x[:, :1])  # the signature says 3 channels
 
 
-def test_search_filter_finds_the_run_by_model_key_and_training_data(store, tmp_path, request):
+def test_search_filter_finds_the_run_by_model_key_and_training_data(fluent, tmp_path, request):
     import mlflow
 
     from ramit.tracking import search_filter
