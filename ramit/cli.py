@@ -241,6 +241,36 @@ def profile(
                 latency=latency, out=out)
 
 
+# ------------------------------------------------------------------------------------------ restore
+@app.command("restore")
+@_fail_cleanly
+def restore_cmd(
+    inputs: Path = typer.Argument(..., help="An image (PNG/JPEG/BMP/TIFF) or a folder of images."),
+    out: Path = typer.Option(..., help="Output folder; each image is written as <stem>.png."),
+    model: str = typer.Option(..., help="Model name, e.g. RAMiT-1, RAMiT-slimSR, Bicubic."),
+    task: str = typer.Option(..., help="sr, cdn, gdn (gray images), lle or dr."),
+    scale: Optional[int] = typer.Option(None, help="SR scale (2, 3, 4)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="Weights (.safetensors or official .pth); default: runs/<model>/<key>/model.safetensors, "
+                   "else the registered released file in weights/released/."),
+    tile: Optional[int] = typer.Option(None, help="Tile size in input pixels for big images (default: whole image)."),
+    tile_overlap: int = typer.Option(32, help="Overlap between tiles in input pixels."),
+    self_ensemble: bool = typer.Option(False, help="x8 geometric self-ensemble (8x slower)."),
+    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (half precisions on GPU only)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
+    """Restore your own image(s) with a trained or released model."""
+    from ramit.evaluate.restore import restore_images
+
+    def show(r):
+        typer.echo(f"{r.source} {r.in_shape[1]}x{r.in_shape[0]} -> {r.out} {r.out_shape[1]}x{r.out_shape[0]} "
+                   f"({r.seconds:.2f} s)")
+
+    restore_images(inputs, out, model=model, task=task, scale=scale, checkpoint=checkpoint, tile=tile,
+                   tile_overlap=tile_overlap, self_ensemble=self_ensemble, precision=precision, device=device,
+                   progress=show)
+
+
 # ------------------------------------------------------------------------------------------- report
 @app.command()
 @_fail_cleanly

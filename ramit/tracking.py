@@ -201,3 +201,125 @@ def mlflow_run(run_name: str, params: Mapping | None = None, tags: Mapping | Non
     finally:
         tracker.end(status)
 
+
+
+# ------------------------------------------------------------------------------ trained models, search
+MODEL_ARTIFACT = "model"
+
+
+def training_tags(*, model: str, model_key: str, task: str, scale: int | None, train_data,
+                  recipe: str | None, plan: str | None = None) -> dict[str, str]:
+    """The tags that make a training run findable with one `mlflow.search_runs` filter.
+
+    `train_data`: the training set directories (or names); their folder names are joined with `,` in
+    the order given, e.g. `DIV2K` or `DIV2K,Flickr2K,BSD400,WED`. Dotted tag names need backticks:
+
+        tags.`ramit.model` = 'RAMiT' and tags.`ramit.model_key` = 'x2' and tags.`ramit.train_data` = 'DIV2K'
+    """
+    names = ",".join(Path(str(d)).name for d in train_data)
+    tags = {"ramit.stage": "train", "ramit.model": model, "ramit.model_key": model_key, "ramit.task": task,
+            "ramit.scale": None if scale is None else str(scale), "ramit.train_data": names,
+            "ramit.recipe": recipe, "ramit.plan": plan}
+    return {k: v for k, v in tags.items() if v is not None}
+
+
+def search_filter(**tags: str) -> str:
+    """`search_filter(model='RAMiT', model_key='x2')` -> "tags.`ramit.model` = 'RAMiT' and ..."."""
+    def quote(v: str) -> str:
+        return "'" + str(v).replace("'", "\\'") + "'"
+
+    return " and ".join(f"tags.`ramit.{k}` = {quote(v)}" for k, v in tags.items())
+
+
+def _model_signature(in_chans: int):
+    import numpy as np
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    spec = TensorSpec(np.dtype(np.float32), (-1, in_chans, -1, -1))
+    return ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
+
+
+def _save_pyfunc(dest: Path, weights: Path, config: dict) -> None:
+    import importlib.metadata
+    import tempfile
+
+    import mlflow.pyfunc
+    import numpy as np
+
+    import ramit.mlflow_model as code
+
+    try:
+        version = importlib.metadata.version("ramit-bench")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "config.json"
+        cfg.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        example = np.random.default_rng(0).random((1, config["in_chans"], 16, 16), dtype=np.float32)
+        mlflow.pyfunc.save_model(
+            path=dest, python_model=code.__file__,  # "models from code": the file, not a pickled object
+            artifacts={"weights": str(weights), "config": str(cfg)},
+            signature=_model_signature(config["in_chans"]), input_example=example,
+            pip_requirements=[f"ramit-bench=={version}" if version else "ramit-bench", "torch", "safetensors", "numpy"],
+            metadata={"ramit": config})
+
+
+def log_trained_model(tracker: Tracker, run_dir: str | os.PathLike, *, model: str, task: str, scale: int | None,
+                      in_chans: int, overrides: Mapping | None = None,
+                      artifact_path: str = MODEL_ARTIFACT) -> str | None:
+    """Log `<run_dir>/model.safetensors` as an MLflow pyfunc model with its `build_model` config.
+
+    Loads back with `mlflow.pyfunc.load_model(f"runs:/{run_id}/model")` (needs `ramit` installed) and
+    `predict(x)` on float32 [B,C,h,w] gives the network's output. Returns that URI, or None when
+    tracking is off or logging failed (one warning; the training result is not affected).
+    """
+    if not tracker.active:
+        return None
+    import tempfile
+
+    weights = Path(run_dir) / "model.safetensors"
+    config = {"model": model, "task": task, "scale": scale, "in_chans": int(in_chans),
+              "overrides": dict(overrides or {}), "weights_file": weights.name}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            _save_pyfunc(Path(tmp) / "model", weights, config)
+            tracker._call("log_model", tracker.client.log_artifacts, tracker.run_id, str(Path(tmp) / "model"),
+                          artifact_path)
+    except Exception as e:  # noqa: BLE001 - a model that cannot be logged must not fail the training
+        _warn("log_model", e)
+        return None
+    if not tracker.active:
+        return None
+    uri = f"runs:/{tracker.run_id}/{artifact_path}"
+    tracker.set_tags({"ramit.model_uri": uri})
+    return uri
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo), else what `platform` knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def host_info(device) -> dict:
+    """Where an evaluation ran, for the result JSON's `host` block (the report prints it)."""
+    import platform
+
+    import torch
+
+    dev = torch.device(device)
+    name = None
+    if dev.type == "cuda" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(dev)
+    elif dev.type == "cpu":
+        name = cpu_model()
+    return {"device": dev.type, "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "python": platform.python_version(), "git_commit": git_commit()}

@@ -80,10 +80,13 @@ class ReleasedPlan(Strict):
 
 
 class ReportPlan(Strict):
-    """The `report:` section: display order of rows and columns."""
+    """The `report:` section: display order, and what the report must say the run proves."""
 
     model_order: list[str] = Field(default_factory=list)
     dataset_order: list[str] = Field(default_factory=list)
+    smoke_scale: bool = Field(
+        False, description="The plan is a pipeline check (toy data, tiny budgets): the report opens with a "
+                           "banner saying its numbers are not results and where real ones come from.")
 
 
 class RunPlan(Strict):

@@ -8,13 +8,21 @@ Inputs (all optional except the results tree; whatever is missing is skipped wit
 * `runs/<model>/<model key>/history.csv` (iteration + loss columns) and `val.csv` (iteration + psnr)
   from `ramit train` -> training curves. Column names are matched loosely: iteration|iter|step|epoch,
   loss|train_loss, psnr|val_psnr.
-* Restored images for the visual strips: the pipeline must call `ramit evaluate ... --save-images
-  results/<source>/<model>/<setting>/<Dataset>_images` (files `<name>.png`, same stem as the HQ file);
-  ground truth and input come from `data/degraded/<setting>/<Dataset>/{HQ,LQ}`.
-* `params/run.yaml` (optional): only its `report: {model_order: [...], dataset_order: [...]}` is read.
-* `params/reference_results.yaml` (optional): published numbers shown as "(ours − reference)".
+* Restored images for the visual strips: `results/<source>/<model>/<setting>/<Dataset>_images/<name>.png`
+  (`ramit evaluate --save-images`, same stem as the HQ file), else crops in `<Dataset>_crops/<name>.png`
+  (+ `<name>.json`, written by `ramit.evaluate.crops.save_crops`); ground truth and input come from
+  `data/degraded/<setting>/<Dataset>/{HQ,LQ}`, cut with the same box.
+* The result JSONs' `host` block (device, device name, torch, CUDA, python, git commit of the evaluating
+  host) -> provenance; files without one are counted as "not recorded".
+* `params/run.yaml` (optional): its `report:` section (display order, `smoke_scale`) and, when it is a
+  complete run plan, what is planned (the comparison table tells "not run yet" from "not in plan").
+* `params/checkpoints.yaml`: which models have released weights (the comparison's "no released weights").
+* `params/reference_results.yaml` (optional): published numbers, shown as "(ours − reference)" and in the
+  comparison table.
+* `runs/<model>/<key>/summary.json`: the training budget the smoke-scale banner states.
 
-Outputs: `reports/tables/<name>.{md,tex,csv}`, `reports/figures/<name>.png`, `reports/README.md`.
+Outputs: `reports/tables/<name>.{md,tex,csv}` (`compare_<group>` is the trained vs released vs published
+table, built from every source whatever `--source` says), `reports/figures/<name>.png`, `reports/README.md`.
 Files in `reports/tables` and `reports/figures` that this run did not write are removed, so the index
 never lists stale results. Tables carry no timestamps: the same inputs give byte-identical tables.
 """
@@ -25,35 +33,43 @@ import datetime as _dt
 import importlib.metadata
 import platform
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
+from ramit.evaluate.released import DEFAULT_REGISTRY, load_registry
 from ramit.io import write_text
+from ramit.report import banner as B
+from ramit.report import compare as C
 from ramit.report import figures as F
 from ramit.report import tables as T
+from ramit.tracking import cpu_model
 
 
 def build_report(results: Path, runs: Path, data: Path, out: Path, params: Optional[Path] = None,
                  references: Optional[Path] = None, *, source: Optional[str] = None,
-                 log_mlflow: bool = True) -> Path:
+                 log_mlflow: bool = True, checkpoints: Optional[Path] = DEFAULT_REGISTRY) -> Path:
     """Write tables, figures and `out/README.md`; return the README path.
 
-    `source` (`trained` or `released`) restricts the report to one results source, as the pipeline's
-    two report stages do (`reports/` and `reports/released/`); None reports every source found.
-    Training curves belong to our training, so a `released`-only report has none.
+    `source` (`trained` or `released`) restricts the paper-style tables and figures to one results
+    source, as the pipeline's two report stages do (`reports/` and `reports/released/`); None reports
+    every source found. The comparison table (trained vs released vs published) always reads every
+    source. Training curves belong to our training, so a `released`-only report has none.
+    `checkpoints`: the released-checkpoint registry, which tells the comparison which models have
+    released weights.
     """
     results, runs, data, out = Path(results), Path(runs), Path(data), Path(out)
     plan = T.load_plan(params)                 # bad files fail before anything is written
+    run_plan, plan_note = C.load_run_plan(params)
     refs = T.load_references(references)
+    registry = load_registry(checkpoints) if checkpoints is not None and Path(checkpoints).is_file() else None
     order = T.Ordering(plan)
     problems: list[str] = []
-    res = T.load_results(results, problems)
-    if source is not None:
-        res = [r for r in res if r.source == source]
+    all_res = T.load_results(results, problems)
+    res = all_res if source is None else [r for r in all_res if r.source == source]
     profiles = T.load_profiles(results, problems)
     tables = T.build_tables(res, profiles, refs, order)
+    comparison = C.build_comparison(all_res, refs, C.expectations(run_plan, registry), order)
 
     # Snakemake/DVC declare both folders as outputs: they must exist even when empty.
     for sub in ("tables", "figures"):
@@ -62,8 +78,12 @@ def build_report(results: Path, runs: Path, data: Path, out: Path, params: Optio
     for t in tables:
         T.write_table(t, out)
         written |= {out / p for p in t.files().values()}
+    for t in comparison:
+        written |= C.write_comparison(t, out)
 
-    notes: list[str] = list(problems)
+    notes: list[str] = list(problems) + ([plan_note] if plan_note else [])
+    if registry is None:
+        notes.append(f"no checkpoint registry at `{checkpoints}`: the comparison cannot tell 'no released weights'")
     tradeoffs, strips = [], []
     for t in tables:
         if t.kind != "main":
@@ -75,17 +95,7 @@ def build_report(results: Path, runs: Path, data: Path, out: Path, params: Optio
         if path is not None and note:
             notes.append(note)
 
-    curves = []
-    found = F.find_runs(runs) if source in (None, "trained") else {}
-    if not found and source in (None, "trained"):
-        notes.append(f"no training curves: no `{runs}/<model>/<model key>/history.csv` or `val.csv`")
-    for key in sorted(found, key=F.model_key_rank):
-        path, note = F.training_curves(key, found[key], order, out / "figures" / f"curves_{key}.png")
-        if path is not None:
-            written.add(path)
-            curves.append((key, path, order.models(found[key])))
-        else:
-            notes.append(note)
+    curves = _curves(runs, out, order, notes, written) if source in (None, "trained") else []
 
     if references is not None and not Path(references).is_file():
         notes.append(f"no reference file at `{references}`: no (ours − reference) differences shown")
@@ -96,12 +106,30 @@ def build_report(results: Path, runs: Path, data: Path, out: Path, params: Optio
                      + (" …" if len(unmatched) > 10 else ""))
 
     _remove_stale(out, written)
+    smoke = plan.smoke_scale and source in (None, "trained")
     readme = out / "README.md"
     write_text(readme, render_readme(out, tables, tradeoffs, curves, strips, notes, res, profiles, refs,
-                                     references, results, source))
+                                     references, results, source,
+                                     banner=B.smoke_banner(run_plan, runs, data, all_res) if smoke else [],
+                                     comparison=C.readme_section(comparison, plan.smoke_scale)))
     if log_mlflow:
         _log_mlflow(out)
     return readme
+
+
+def _curves(runs: Path, out: Path, order: T.Ordering, notes: list[str], written: set[Path]) -> list:
+    curves = []
+    found = F.find_runs(runs)
+    if not found:
+        notes.append(f"no training curves: no `{runs}/<model>/<model key>/history.csv` or `val.csv`")
+    for key in sorted(found, key=F.model_key_rank):
+        path, note = F.training_curves(key, found[key], order, out / "figures" / f"curves_{key}.png")
+        if path is not None:
+            written.add(path)
+            curves.append((key, path, order.models(found[key])))
+        else:
+            notes.append(note)
+    return curves
 
 
 def _collect(path, note, table, bucket, notes, written, meta=None):
@@ -141,16 +169,6 @@ def git_state() -> str:
     return f"`{head}`" + (" (dirty: uncommitted changes to tracked files)" if dirty else " (clean)")
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def _version(pkg: str) -> str:
     try:
         return importlib.metadata.version(pkg)
@@ -158,13 +176,45 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
+def _host(r: T.Result) -> Optional[dict]:
+    h = r.raw.get("host")
+    return h if isinstance(h, dict) else None
+
+
 def _devices(res: list[T.Result]) -> list[str]:
-    """What evaluation ran on, from the result JSONs (their `device`, plus any GPU/CPU name they add)."""
+    """What each evaluation ran on, from the result JSONs' `host` block (older files have only `device`)."""
     c: Counter = Counter()
     for r in res:
-        extra = [str(r.raw[k]) for k in ("device_name", "gpu", "gpu_name", "cpu", "cpu_model") if r.raw.get(k)]
-        c[(r.source, str(r.device or "unrecorded") + (f" ({', '.join(extra)})" if extra else ""))] += 1
+        h = _host(r)
+        if h is None:
+            dev = f"{r.device or 'unrecorded'} (host not recorded)"
+        else:
+            dev = str(h.get("device") or r.device or "unrecorded") + (f" ({h['device_name']})" if h.get("device_name") else "")
+        c[(r.source, dev)] += 1
     return [f"`{src}`: {dev} — {n} result file{'s' if n != 1 else ''}" for (src, dev), n in sorted(c.items())]
+
+
+_HOST_FIELDS = (("torch", "torch (evaluation)"), ("cuda", "CUDA (evaluation)"), ("python", "python (evaluation)"),
+                ("git_commit", "git commit (evaluation)"))
+
+
+def _host_rows(res: list[T.Result]) -> list[tuple[str, str]]:
+    """Provenance rows from the evaluating hosts; values that differ between files are all listed."""
+    if not res:
+        return []
+    hosts = [_host(r) for r in res]
+    older = sum(h is None for h in hosts)
+    if older == len(hosts):
+        return [("evaluation host", f"not recorded ({older} result file{'s' if older != 1 else ''} "
+                                    "without a `host` block)")]
+    rows = []
+    for key, label in _HOST_FIELDS:
+        vals = sorted({"none" if h.get(key) is None else str(h[key]) for h in hosts if h is not None and key in h})
+        text = ", ".join(f"`{v}`" if key == "git_commit" and v != "none" else v for v in vals)
+        if older:
+            text += ("; " if text else "") + f"not recorded in {older} older result file{'s' if older != 1 else ''}"
+        rows.append((label, text or "not recorded"))
+    return rows
 
 
 def _protocols(res: list[T.Result]) -> list[str]:
@@ -176,66 +226,74 @@ def _protocols(res: list[T.Result]) -> list[str]:
     return [f"{T.group_title(g)}: {p}" for (g, p), _ in sorted(c.items(), key=lambda kv: (T.group_rank(kv[0][0]), kv[0][1]))]
 
 
-def _recorded_versions(res: list[T.Result], key: str) -> str:
-    vals = sorted({str(r.raw[key]) for r in res if r.raw.get(key)})
-    return ", ".join(vals)
-
-
 # ------------------------------------------------------------------------------------------- README
 def render_readme(out, tables, tradeoffs, curves, strips, notes, res, profiles, refs, references, results,
-                  source=None) -> str:
-    rel = lambda p: Path(p).relative_to(out).as_posix()  # noqa: E731
+                  source=None, banner=(), comparison=()) -> str:
+    """The index page; `banner` (smoke-scale runs) opens it, `comparison` (trained vs released vs
+    published) follows the one-paragraph introduction."""
     scope = "" if source is None else f" — {T.SOURCE_TITLES.get(source, f'source `{source}`')}"
-    L = [f"# RAMiT benchmark report{scope}", "",
-         "Paper-style tables and figures for the reproduction of *RAMiT: Reciprocal Attention Mixing "
-         "Transformer for Lightweight Image Restoration* (arXiv 2305.11474), compiled by `ramit report` "
-         "from the results tree. Every number comes from our own evaluator; nothing here is copied from "
-         "the paper except the optional reference numbers, which are shown as differences.", ""]
+    L = [f"# RAMiT benchmark report{scope}", ""]
+    L += list(banner)
+    L += ["Paper-style tables and figures for the reproduction of *RAMiT: Reciprocal Attention Mixing "
+          "Transformer for Lightweight Image Restoration* (arXiv 2305.11474), compiled by `ramit report` "
+          "from the results tree. Every number comes from our own evaluator; nothing here is copied from "
+          "the paper except the optional reference numbers.", ""]
+    L += list(comparison)
+    L += _provenance(res, profiles, refs, references, results)
+    L += _how_to_read()
+    L += _body(out, tables, tradeoffs, curves, strips, notes, source)
+    return "\n".join(L)
 
-    L += ["## Provenance", "", "| | |", "|---|---|",
-          f"| report date (UTC) | {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d')} |",
-          f"| git commit | {git_state()} |",
-          f"| python (report host) | {platform.python_version()} |",
-          f"| torch (report host) | {_version('torch')} |",
-          f"| report host CPU | {_cpu_model()} |"]
-    for k, label in (("torch", "torch (evaluation)"), ("torch_version", "torch (evaluation)"),
-                     ("python", "python (evaluation)")):
-        v = _recorded_versions(res, k)
-        if v:
-            L.append(f"| {label} | {v} |")
+
+def _provenance(res, profiles, refs, references, results) -> list[str]:
+    L = ["## Provenance", "", "| | |", "|---|---|",
+         f"| report date (UTC) | {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d')} |",
+         f"| git commit (report host) | {git_state()} |",
+         f"| python (report host) | {platform.python_version()} |",
+         f"| torch (report host) | {_version('torch')} |",
+         f"| report host CPU | {cpu_model()} |"]
+    L += [f"| {label} | {text} |" for label, text in _host_rows(res)]
     L.append(f"| results tree | `{results}` ({len(res)} result files, {len(profiles)} profiles) |")
     L.append(f"| reference numbers | {len(refs)} entr{'y' if len(refs) == 1 else 'ies'}"
              + (f" from `{references}`" if references else "") + " |")
     L.append("")
     devs = _devices(res)
     if devs:
-        L += ["Evaluation devices (as recorded in the result files):", ""] + [f"* {d}" for d in devs] + [""]
+        L += ["Evaluation devices (as recorded in the result files' `host` block):", ""] + [f"* {d}" for d in devs] + [""]
     prots = _protocols(res)
     if prots:
         L += ["Scoring protocol (as recorded in the result files):", ""] + [f"* {p}" for p in prots] + [""]
+    return L
 
-    L += ["## How to read the tables", "",
-          "* Cells are **PSNR (dB) / SSIM** averaged over the images of one test set (PSNR 2 decimals, "
-          "SSIM 4). Super-resolution and deraining are scored on the Y channel, denoising and low-light "
-          "enhancement on RGB (gray for grayscale denoising); the exact protocol of every file is listed above.",
-          "* **Bold** marks the best PSNR in a column.",
-          "* A value in parentheses, e.g. `38.05/0.9606 (−0.02)`, is *our PSNR minus the reference "
-          "PSNR* from the reference file (usually the paper).",
-          "* Params (K) = trainable parameters in thousands; MACs (G) = multiply-accumulates in billions "
-          "for the input size named under each table (from `results/profile`).",
-          "* Denoising uses one blind model per task evaluated at σ = 15/25/50 (columns dataset × σ).",
-          "* Main tables leave out ablation variants (`RAMiT-abl-*`); they have their own tables, where "
-          "ΔPSNR is the variant minus the full `RAMiT` trained with the same recipe.",
-          "* Every table also exists as LaTeX (booktabs) and as a tidy CSV with unrounded numbers.", ""]
 
-    L += ["## Tables", ""]
+def _how_to_read() -> list[str]:
+    return ["## How to read the tables", "",
+            "* Cells are **PSNR (dB) / SSIM** averaged over the images of one test set (PSNR 2 decimals, "
+            "SSIM 4). Super-resolution and deraining are scored on the Y channel, denoising and low-light "
+            "enhancement on RGB (gray for grayscale denoising); the exact protocol of every file is listed above.",
+            "* **Bold** marks the best PSNR in a column.",
+            "* A value in parentheses, e.g. `38.05/0.9606 (−0.02)`, is *our PSNR minus the reference "
+            "PSNR* from the reference file (usually the paper).",
+            "* Params (K) = trainable parameters in thousands; MACs (G) = multiply-accumulates in billions "
+            "for the input size named under each table (from `results/profile`).",
+            "* Denoising uses one blind model per task evaluated at σ = 15/25/50 (columns dataset × σ).",
+            f"* `<model>{T.ENSEMBLE_SUFFIX}` rows are the x{T.ENSEMBLE_PASSES} self-ensemble of `<model>`'s weights "
+            f"(params of the base model, {T.ENSEMBLE_PASSES}× its MACs).",
+            "* Main tables leave out ablation variants (`RAMiT-abl-*`); they have their own tables, where "
+            "ΔPSNR is the variant minus the full `RAMiT` trained with the same recipe.",
+            "* Every table also exists as LaTeX (booktabs) and as a tidy CSV with unrounded numbers.", ""]
+
+
+def _body(out, tables, tradeoffs, curves, strips, notes, source) -> list[str]:
+    rel = lambda p: Path(p).relative_to(out).as_posix()  # noqa: E731
+    L = ["## Tables", ""]
     if not tables:
         L += ["_No results found._", ""]
     sections = [("main", s) for s in _sources(tables, "main")] + [("ablation", s) for s in _sources(tables, "ablation")]
-    for kind, source in sections:
+    for kind, src in sections:
         head = "Ablations" if kind == "ablation" else "Results"
-        L += [f"### {head} — {T.SOURCE_TITLES.get(source, f'source `{source}`')}", ""]
-        for t in [t for t in tables if t.kind == kind and t.source == source]:
+        L += [f"### {head} — {T.SOURCE_TITLES.get(src, f'source `{src}`')}", ""]
+        for t in [t for t in tables if t.kind == kind and t.source == src]:
             f = t.files()
             L += [f"#### {t.title}", "",
                   f"[Markdown]({f['md']}) · [LaTeX]({f['tex']}) · [CSV]({f['csv']}) — source `{t.source}`", "",
@@ -260,17 +318,20 @@ def render_readme(out, tables, tradeoffs, curves, strips, notes, res, profiles, 
     L += ["### Visual comparisons", "",
           "One image per table: the full ground truth with the crop boxed, then the crop of the ground "
           "truth, the degraded input (SR inputs enlarged with nearest neighbour) and every model's "
-          "output; the per-image PSNR is shown when the evaluator's per-image CSV has it.", ""]
+          "output, all cut with the same box (the most textured window of the ground truth, "
+          "`ramit.evaluate.crops.crop_box`); the per-image PSNR is shown when the evaluator's per-image CSV "
+          "has it. Outputs come from the saved restored images or, when the evaluation kept only crops, "
+          "from those.", ""]
     for t, p, meta in strips:
-        L += [f"**{t.title} — {t.source}**: {meta['dataset']}/{meta['image']} at {meta['setting']} "
-              f"([png]({rel(p)}))", "", f"![{t.name} visual comparison]({rel(p)})", ""]
+        L += [f"**{t.title} — {t.source}**: {meta['dataset']}/{meta['image']} at {meta['setting']}, "
+              f"from saved {meta['outputs']} ([png]({rel(p)}))", "", f"![{t.name} visual comparison]({rel(p)})", ""]
     if not strips:
-        L += ["_No visual comparison: no restored images were saved by the evaluation._", ""]
+        L += ["_No visual comparison: the evaluation saved neither restored images nor crops._", ""]
 
     L += ["## Notes", ""]
     L += [f"* {n}" for n in notes] if notes else ["* Nothing missing."]
     L += ["", "Regenerate with `ramit report` (tables are deterministic; this page carries the date).", ""]
-    return "\n".join(L)
+    return L
 
 
 def _sources(tables, kind):

@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ramit.evaluate.crops import crop_box, cut, read_box
 from ramit.io import atomic_path
 from ramit.report.tables import (ABLATION_PREFIX, Ordering, Table, group_title, parse_setting)
 
@@ -214,24 +215,6 @@ def _find_lq(d: Path, name: str) -> Optional[Path]:
     return None
 
 
-def _best_crop(gt: np.ndarray, c: int) -> tuple[int, int]:
-    """Top-left corner of the c x c window with the most gradient energy (where methods differ)."""
-    g = gt.astype(np.float64).mean(axis=2)
-    e = np.zeros_like(g)
-    e[:, 1:] += np.abs(np.diff(g, axis=1))
-    e[1:, :] += np.abs(np.diff(g, axis=0))
-    ii = np.pad(e.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    H, W = g.shape
-    stride = max(1, c // 4)
-    best, pos = -1.0, (0, 0)
-    for y in list(range(0, H - c + 1, stride)):
-        for x in list(range(0, W - c + 1, stride)):
-            v = ii[y + c, x + c] - ii[y, x + c] - ii[y + c, x] + ii[y, x]
-            if v > best:
-                best, pos = v, (y, x)
-    return pos
-
-
 def _per_image_psnr(csv: Path, name: str) -> Optional[float]:
     df = _read_csv(csv)
     if df is None:
@@ -257,77 +240,128 @@ def _setting_dir(results: Path, source: str, model: str, setting: str) -> Path:
     return new if new.is_dir() else Path(results) / source / model / setting
 
 
+def _saved_outputs(results: Path, source: str, model: str, st: str, ds: str) -> Optional[Path]:
+    """Where the evaluator left this model's outputs: full images, else crops (`ramit.evaluate.crops`)."""
+    base = _setting_dir(results, source, model, st)
+    for kind in ("images", "crops"):
+        d = base / f"{ds}_{kind}"
+        if d.is_dir() and any(d.glob("*.png")):
+            return d
+    return None
+
+
+def _choose_image(table: Table, models, st: str, results: Path, data: Path):
+    """(dataset, image name, {model: outputs dir}) for the first test set with outputs and a ground truth."""
+    for ds in [d for d, s in table.columns if s == st]:
+        have = {m: d for m in models if (d := _saved_outputs(results, table.source, m, st, ds)) is not None}
+        gt_dir = Path(data) / st / ds / "HQ"
+        if not have or not gt_dir.is_dir():
+            continue
+        counts: dict[str, int] = {}
+        for d in have.values():
+            for p in d.glob("*.png"):
+                if (gt_dir / p.name).is_file():
+                    counts[p.stem] = counts.get(p.stem, 0) + 1
+        if counts:
+            name = sorted(counts, key=lambda n: (-counts[n], n))[0]
+            return ds, name, {m: d for m, d in have.items() if (d / f"{name}.png").is_file()}
+    return None
+
+
+def _is_crop_dir(d: Path) -> bool:
+    return d.name.endswith("_crops")
+
+
+def _strip_box(gt, outputs: dict, name: str, lq, scale: int):
+    """The crop box (top, left, h, w) by the evaluator's crop rule on the ground truth.
+
+    With crops, their size fixes the window (the rule shrinks it to the image and the scale grid, so
+    the crop's own shape gives it back); crops whose recorded box differs are dropped by `_model_crop`.
+    """
+    for d in outputs.values():
+        if _is_crop_dir(d):
+            return crop_box(gt, max(read_image(d / f"{name}.png").shape[:2]), scale)
+    # Full images may differ from the scored HQ by a few border pixels (modcrop): box inside all of them.
+    shapes = [gt.shape[:2]] + [read_image(d / f"{name}.png").shape[:2] for d in outputs.values()]
+    if lq is not None:
+        shapes.append((lq.shape[0] * scale, lq.shape[1] * scale))
+    h, w = min(s[0] for s in shapes), min(s[1] for s in shapes)
+    return crop_box(gt[:h, :w], min(h, w, 128, max(48, min(h, w) // 3)), scale)
+
+
+def _model_crop(d: Path, name: str, box) -> Optional[np.ndarray]:
+    img = read_image(d / f"{name}.png")
+    if _is_crop_dir(d):
+        recorded = read_box(d / f"{name}.json")
+        same = recorded is None or tuple(recorded) == tuple(box)
+        return img if same and img.shape[:2] == (box[2], box[3]) else None
+    a = cut(img, box)
+    return a if a.shape[:2] == (box[2], box[3]) else None
+
+
 def visual_strip(table: Table, results: Path, data: Path, dest: Path) -> tuple[Optional[Path], Optional[str], dict]:
-    """GT (full, with the crop boxed) | GT crop | input crop | each model's crop, for one image."""
+    """GT (full, with the crop boxed) | GT crop | input crop | each model's crop, for one image.
+
+    A model's outputs come from `<Dataset>_images/<name>.png` (full restored images) when present,
+    else `<Dataset>_crops/<name>.png` (crops by `ramit.evaluate.crops`, box in `<name>.json`); the
+    ground truth and input crops are cut from `data/<setting>/<Dataset>/{HQ,LQ}` with the same box.
+    """
     st = strip_setting(table)
     info = parse_setting(st)
     models = [m for m in table.models if not m.startswith(ABLATION_PREFIX)]
-    chosen = None
-    for ds in [d for d, s in table.columns if s == st]:
-        have = {}
-        for m in models:
-            d = _setting_dir(results, table.source, m, st) / f"{ds}_images"
-            names = sorted(p.stem for p in d.glob("*.png")) if d.is_dir() else []
-            if names:
-                have[m] = d
-        gt_dir = Path(data) / st / ds / "HQ"
-        if have and gt_dir.is_dir():
-            counts: dict[str, int] = {}
-            for d in have.values():
-                for p in d.glob("*.png"):
-                    if (gt_dir / p.name).is_file():
-                        counts[p.stem] = counts.get(p.stem, 0) + 1
-            if counts:
-                name = sorted(counts, key=lambda n: (-counts[n], n))[0]
-                chosen = (ds, name, {m: d for m, d in have.items() if (d / f"{name}.png").is_file()})
-                break
+    chosen = _choose_image(table, models, st, results, data)
     if chosen is None:
-        return None, (f"{table.name}: no restored images with a matching ground truth — evaluate with "
-                      f"`--save-images results/{table.source}/<model>/{st}/<Dataset>_images` and keep "
-                      f"`{Path(data) / st}/<Dataset>/HQ`"), {}
+        return None, (f"{table.name}: no restored images or crops with a matching ground truth — evaluate with "
+                      f"`--save-images results/{table.source}/<model>/{st}/<Dataset>_images` (or save crops to "
+                      f"`<Dataset>_crops`) and keep `{Path(data) / st}/<Dataset>/HQ`"), {}
     ds, name, outputs = chosen
+    scale = info.scale or 1
     gt = read_image(Path(data) / st / ds / "HQ" / f"{name}.png")
-    H, W = gt.shape[:2]
-    panels = []
     lq_path = _find_lq(Path(data) / st / ds, name)
-    if lq_path is not None:
-        lq = read_image(lq_path)
-        if info.scale:
-            lq = np.repeat(np.repeat(lq, info.scale, axis=0), info.scale, axis=1)
-        in_title = {"sr": f"LR (nearest ×{info.scale})", "cdn": f"noisy σ={info.sigma}",
-                    "gdn": f"noisy σ={info.sigma}", "lle": "low-light input", "dr": "rainy input"}.get(info.task, "input")
-        panels.append((in_title, lq))
-    psnrs = {}
+    lq = read_image(lq_path) if lq_path is not None else None
+    box = _strip_box(gt, outputs, name, lq, scale)
+    crops = [("ground truth", cut(gt, box))]
+    if lq is not None:
+        a = cut(lq, box, scale)
+        a = np.repeat(np.repeat(a, scale, axis=0), scale, axis=1) if scale > 1 else a
+        in_title = {"sr": f"LR (nearest ×{scale})", "cdn": f"noisy σ={info.sigma}", "gdn": f"noisy σ={info.sigma}",
+                    "lle": "low-light input", "dr": "rainy input"}.get(info.task, "input")
+        crops.append((in_title, a))
+    psnrs, shown = {}, []
     for m in models:
-        if m in outputs:
-            img = read_image(outputs[m] / f"{name}.png")
-            p = _per_image_psnr(_setting_dir(results, table.source, m, st) / f"{ds}.csv", name)
-            psnrs[m] = p
-            panels.append((m if p is None else f"{m}\n{p:.2f} dB", img))
-    # Outputs and inputs may differ from the scored HQ by a few border pixels (modcrop); align top-left.
-    h = min([H] + [a.shape[0] for _, a in panels])
-    w = min([W] + [a.shape[1] for _, a in panels])
-    c = min(h, w, 128, max(48, min(h, w) // 3))
-    y, x = _best_crop(gt[:h, :w], c)
-    crops = [("ground truth", gt[y:y + c, x:x + c])] + [(t, a[y:y + c, x:x + c]) for t, a in panels]
+        a = _model_crop(outputs[m], name, box) if m in outputs else None
+        if a is None:
+            continue
+        p = _per_image_psnr(_setting_dir(results, table.source, m, st) / f"{ds}.csv", name)
+        psnrs[m] = p
+        shown.append(m)
+        crops.append((m if p is None else f"{m}\n{p:.2f} dB", a))
+    _draw_strip(gt, box, crops, f"{ds}/{name}",
+                f"{group_title(table.group)} ({table.source}), {st}: crop {box[3]}×{box[2]} at (y={box[0]}, x={box[1]})",
+                dest)
+    missing = [m for m in models if m not in shown]
+    note = f"{table.name}: no saved output (or crop of this region) for {', '.join(missing)}" if missing else None
+    kinds = sorted({"crops" if _is_crop_dir(outputs[m]) else "images" for m in shown})
+    return dest, note, {"dataset": ds, "image": name, "setting": st, "crop": tuple(box), "psnr": psnrs,
+                        "outputs": "+".join(kinds)}
 
+
+def _draw_strip(gt, box, crops, gt_title: str, title: str, dest: Path) -> None:
+    top, left, h, w = box
     n = len(crops) + 1
     fig = Figure(figsize=(2.1 * n, 2.7))
     gray = gt.shape[2] == 1
     kw = dict(cmap="gray", vmin=0, vmax=255) if gray else {}
     ax = fig.add_subplot(1, n, 1)
     ax.imshow(gt[..., 0] if gray else gt, interpolation="nearest", **kw)
-    ax.add_patch(Rectangle((x - 0.5, y - 0.5), c, c, fill=False, edgecolor="red", linewidth=1.2))
-    ax.set_title(f"{ds}/{name}", fontsize=7)
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.2))
+    ax.set_title(gt_title, fontsize=7)
     ax.axis("off")
-    for i, (title, a) in enumerate(crops, start=2):
+    for i, (t, a) in enumerate(crops, start=2):
         ax = fig.add_subplot(1, n, i)
         ax.imshow(a[..., 0] if a.shape[2] == 1 else a, interpolation="nearest", **kw)
-        ax.set_title(title, fontsize=7)
+        ax.set_title(t, fontsize=7)
         ax.axis("off")
-    fig.suptitle(f"{group_title(table.group)} ({table.source}), {st}: crop {c}×{c} at (y={y}, x={x})", fontsize=8)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     _save(fig, dest)
-    missing = [m for m in models if m not in outputs]
-    note = f"{table.name}: no saved output for {', '.join(missing)}" if missing else None
-    return dest, note, {"dataset": ds, "image": name, "setting": st, "crop": (y, x, c), "psnr": psnrs}

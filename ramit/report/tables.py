@@ -25,6 +25,8 @@ from ramit.settings import parse_setting as _parse_setting  # the `report:` sect
 
 ABLATION_PREFIX = "RAMiT-abl-"
 FULL_MODEL = "RAMiT"
+ENSEMBLE_SUFFIX = "+"   # `<model>+`: the x8 self-ensemble of <model> (docs/DESIGN.md)
+ENSEMBLE_PASSES = 8
 SOURCE_ORDER = ("trained", "released")
 SOURCE_TITLES = {
     "trained": "our training (source `trained`)",
@@ -46,6 +48,18 @@ _DATASET_ORDER = {
 }
 _TASK_TITLES = {"cdn": "Color Gaussian denoising", "gdn": "Grayscale Gaussian denoising",
                 "lle": "Low-light enhancement", "dr": "Deraining"}
+
+
+def split_ensemble(model: str) -> tuple[str, bool]:
+    """'RAMiT+' -> ('RAMiT', True); 'RAMiT' -> ('RAMiT', False)."""
+    if model.endswith(ENSEMBLE_SUFFIX) and len(model) > len(ENSEMBLE_SUFFIX):
+        return model[: -len(ENSEMBLE_SUFFIX)], True
+    return model, False
+
+
+def is_ramit_own(model: str) -> bool:
+    """The paper's own models (variants, ablations, their ensembles), whose published tables were not recovered."""
+    return split_ensemble(model)[0].startswith("RAMiT")
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -92,7 +106,13 @@ class Ordering:
 
     def model_rank(self, model: str) -> tuple:
         if model in self.plan.model_order:
-            return (0, self.plan.model_order.index(model), model)
+            return (0, self.plan.model_order.index(model), model, 0)
+        base, ensemble = split_ensemble(model)
+        if ensemble:  # right after its base model, wherever that goes
+            return self.model_rank(base)[:3] + (1,)
+        return self._base_rank(model) + (0,)
+
+    def _base_rank(self, model: str) -> tuple:
         if model in _BASELINE_ORDER:
             return (1, _BASELINE_ORDER.index(model), model)
         if model.startswith(ABLATION_PREFIX):
@@ -313,7 +333,7 @@ def _make_table(name, source, group, kind, rs: list[Result], profiles, reference
     cell = {(r.model, r.dataset, r.setting): r for r in rs if (r.dataset, r.setting) in colset}
     rows = []
     for m in models:
-        prof = profiles.get((m, info0.model_key))
+        params_k, macs_g = profile_numbers(m, info0.model_key, profiles)
         for ds, st in cols:
             r = cell.get((m, ds, st))
             if r is None:
@@ -322,7 +342,7 @@ def _make_table(name, source, group, kind, rs: list[Result], profiles, reference
             row = {
                 "model": m, "setting": st, "dataset": ds, "sigma": parse_setting(st).sigma, "n": r.n,
                 "psnr": r.psnr, "ssim": r.ssim,
-                "params_k": prof.params_k if prof else None, "macs_g": prof.macs_g if prof else None,
+                "params_k": params_k, "macs_g": macs_g,
                 "ref_psnr": ref.psnr if ref else None, "ref_ssim": ref.ssim if ref else None,
                 "diff_psnr": r.psnr - ref.psnr if ref else None,
                 "diff_ssim": r.ssim - ref.ssim if ref and ref.ssim is not None and r.ssim is not None else None,
@@ -340,17 +360,50 @@ def _make_table(name, source, group, kind, rs: list[Result], profiles, reference
     title = group_title(group)
     title = f"{title} — ablations" if kind == "ablation" else title
     notes = []
-    missing_prof = [m for m in models if (m, info0.model_key) not in profiles]
+    missing_prof = [m for m in models if profile_of(m, info0.model_key, profiles) is None]
     if missing_prof:
         notes.append(f"no profile (params/MACs) for: {', '.join(missing_prof)}")
+    notes += ensemble_notes(models)
+    notes += [f"reference for {m} {st} {ds} ({references[(m, st, ds)].citation}): {references[(m, st, ds)].note}"
+              for m, st, ds in sorted({(r["model"], r["setting"], r["dataset"]) for r in rows})
+              if (m, st, ds) in references and references[(m, st, ds)].note]
+    bases = {split_ensemble(m)[0] for m in models}
     sizes = sorted({tuple(p.input_size) for (m, k), p in profiles.items()
-                    if k == info0.model_key and m in models and p.input_size})
+                    if k == info0.model_key and m in bases and p.input_size})
     if sizes:
         notes.append("MACs measured at input " + ", ".join("×".join(str(v) for v in s) for s in sizes)
                      + " (H×W of the network input)")
     if kind == "ablation" and FULL_MODEL not in models:
         notes.append(f"no `{FULL_MODEL}` result from source `{source}`: ΔPSNR cannot be computed")
     return Table(name, title, source, group, kind, cols, models, long, notes)
+
+
+def profile_of(model: str, key: str, profiles: dict) -> Optional[Profile]:
+    """The model's own profile, or for an ensemble `<model>+` without one, its base model's."""
+    return profiles.get((model, key)) or profiles.get((split_ensemble(model)[0], key))
+
+
+def profile_numbers(model: str, key: str, profiles: dict) -> tuple[Optional[float], Optional[float]]:
+    """(params in K, MACs in G); an ensemble runs its base model 8 times: same params, 8x the MACs."""
+    prof = profile_of(model, key, profiles)
+    if prof is None:
+        return None, None
+    own = (model, key) in profiles
+    ensemble = split_ensemble(model)[1]
+    macs = prof.macs_g
+    if ensemble and not own and macs is not None:
+        macs *= ENSEMBLE_PASSES
+    return prof.params_k, macs
+
+
+def ensemble_notes(models: Iterable[str]) -> list[str]:
+    ens = [m for m in models if split_ensemble(m)[1]]
+    if not ens:
+        return []
+    bases = ", ".join(f"`{m}` = `{split_ensemble(m)[0]}`" for m in ens)
+    return [f"`+` rows are the x{ENSEMBLE_PASSES} geometric self-ensemble (4 rotations × flip, outputs averaged) "
+            f"of the same weights ({bases}): params are the base model's, MACs {ENSEMBLE_PASSES}× the base "
+            "model's (one forward pass per transform)"]
 
 
 def _sigma_rank(setting: str) -> int:

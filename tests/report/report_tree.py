@@ -109,6 +109,16 @@ def make_tree(root: Path) -> Path:
     return root
 
 
+def md_rows(path: Path) -> dict[str, list[str]]:
+    """Markdown table body -> {model: cells}."""
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| ") and not line.startswith("| Model") and not line.startswith("| :"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
 def build(root: Path, out: str = "reports", **kw):
     from ramit.report.build import build_report
 
@@ -116,3 +126,29 @@ def build(root: Path, out: str = "reports", **kw):
                 params=root / "run.yaml", references=root / "refs.yaml", log_mlflow=False)
     args.update(kw)
     return build_report(**args)
+
+
+def run_plan(root: Path, *, name="embedded", smoke=True, models=None, released=("RAMiT-1_X2.pth",),
+             released_sets=("Set5",), test_sets=("Set5",), self_ensemble=False) -> Path:
+    """A complete, valid run plan (ramit.pipeline.RunPlan) at root/run.yaml."""
+    import yaml
+
+    models = models or {"RAMiT": {"keys": ["x2"]}, "SwinIR-light": {"keys": ["x2"]},
+                        "Bicubic": {"keys": ["x2"], "trained": False}}
+    plan = {"name": name, "description": f"{name} plan for the report tests",
+            "train_data": {"sr": ["EmbeddedTrain"]}, "test_data": {"sr": list(test_sets)},
+            "recipes": {"x2": {"recipe": "params/train/embedded.yaml"}}, "models": models,
+            "evaluate": {"self_ensemble": list(models) if self_ensemble is True else list(self_ensemble or [])},
+            "released": {"checkpoints": list(released), "test_data": {"sr": list(released_sets)}},
+            "report": {"smoke_scale": smoke}}
+    (root / "run.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    return root / "run.yaml"
+
+
+def summary(root: Path, model, key, *, iterations, seconds=12.5, patch=32, batch=4, **extra):
+    task = "sr" if key.startswith("x") else key
+    obj = {"model": model, "task": task, "scale": int(key[1]) if task == "sr" else None, "model_key": key,
+           "iterations": iterations, "seconds": seconds,
+           "recipe": {"name": "embedded", "stages": [{"epoch": 0, "patch": patch, "batch": batch}]}}
+    obj.update(extra)
+    _json(root / "runs" / model / key / "summary.json", obj)

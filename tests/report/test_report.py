@@ -11,17 +11,8 @@ import pytest
 from PIL import Image
 
 from report_tree import build, make_tree, profile, result
+from report_tree import md_rows as _md_rows
 from ramit.config import ConfigError
-
-
-def _md_rows(path: Path) -> dict[str, list[str]]:
-    """Markdown table body -> {model: cells}."""
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("| ") and not line.startswith("| Model") and not line.startswith("| :"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def _md_header(path: Path) -> list[str]:
@@ -132,7 +123,10 @@ def test_rerun_gives_identical_tables_and_drops_stale_files(tree):
     build(tree)
     second = {p.name: p.read_bytes() for p in (tree / "reports/tables").iterdir()}
     assert set(first) - set(second) == {"released_sr_x2.md", "released_sr_x2.tex", "released_sr_x2.csv"}
-    assert all(second[k] == first[k] for k in second)
+    # The comparison reads every source, so losing the released results changes it, and only it.
+    assert sorted(k for k in second if second[k] != first[k]) == [f"compare_sr_x2.{e}" for e in ("csv", "md", "tex")]
+    build(tree)
+    assert {p.name: p.read_bytes() for p in (tree / "reports/tables").iterdir()} == second
     assert {p.name: p.read_bytes() for p in (tree / "reports/figures").iterdir()} == figs
     assert "released" not in (tree / "reports/README.md").read_text().split("## Figures")[0].split("## Tables")[1]
 
@@ -246,8 +240,10 @@ def test_gray_denoising_strip_and_curve_without_loss_column(tmp_path):
 def test_source_filter_gives_a_released_only_report(tree):
     build(tree, out="reports/released", source="released")
     out = tree / "reports/released"
-    assert sorted(p.name for p in (out / "tables").iterdir()) == [
+    # its own tables, plus the comparison, which always reads every source
+    assert sorted(p.name for p in (out / "tables").iterdir() if not p.name.startswith("compare_")) == [
         "released_sr_x2.csv", "released_sr_x2.md", "released_sr_x2.tex"]
+    assert (out / "tables/compare_sr_x2.md").is_file()
     assert not list((out / "figures").glob("curves_*.png"))
     text = (out / "README.md").read_text()
     assert text.startswith("# RAMiT benchmark report — the authors' released checkpoints")

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from ramit.tracking import PARENT_ENV, mlflow_run
+from ramit.tracking import PARENT_ENV, log_trained_model, mlflow_run, training_tags
+from train_helpers import TINY_MODEL
 
 
 def closed_port() -> int:
@@ -19,6 +20,15 @@ def closed_port() -> int:
 @pytest.fixture
 def store(tracked):
     return tracked  # the session's sqlite store, an experiment per test (conftest.py)
+
+
+@pytest.fixture
+def fluent(store, monkeypatch):
+    """The store for mlflow's fluent API too (`runs:/` URIs, search_runs), whatever an earlier test set."""
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.setattr(utils, "_tracking_uri", store)  # restored after the test, unlike set_tracking_uri
+    return store
 
 
 def test_run_with_params_buffered_metrics_artifacts_and_nesting(store, tmp_path, monkeypatch):
@@ -77,3 +87,69 @@ def test_unreachable_server_degrades_to_noop(monkeypatch, capsys):
     assert done and time.perf_counter() - t0 < 20
     err = capsys.readouterr().err
     assert err.count("warning: MLflow") == 1 and "continuing without tracking" in err
+
+
+def _trained_run(tmp_path, train_data, seed=0):
+    """A real (tiny) RAMiT x2 with its weights where `ramit train` leaves them."""
+    import torch
+
+    from ramit.models import build_model, save_weights
+
+    torch.manual_seed(seed)
+    net = build_model("RAMiT", "sr", scale=2, in_chans=3, **TINY_MODEL).eval()
+    run_dir = tmp_path / f"runs-{seed}/RAMiT/x2"
+    save_weights(net, run_dir / "model.safetensors")
+    tags = training_tags(model="RAMiT", model_key="x2", task="sr", scale=2, recipe="paper_sr_x2", plan="paper",
+                         train_data=[f"data/degraded/train/x2/{d}" for d in train_data])
+    with mlflow_run("train RAMiT x2", tags=tags, nested=False) as t:
+        uri = log_trained_model(t, run_dir, model="RAMiT", task="sr", scale=2, in_chans=3, overrides=TINY_MODEL)
+    return net, t.run_id, uri
+
+
+def test_trained_model_loads_back_from_the_run_and_gives_the_same_output(fluent, tmp_path):
+    import mlflow.pyfunc
+    import numpy as np
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    net, run_id, uri = _trained_run(tmp_path, ["DIV2K"])
+    assert uri == f"runs:/{run_id}/model"
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    x = np.random.default_rng(1).random((1, 3, 20, 28), dtype=np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    got = loaded.predict(x)
+    assert got.shape == (1, 3, 40, 56)
+    np.testing.assert_array_equal(got, want)
+    assert loaded.unwrap_python_model().config["overrides"] == TINY_MODEL
+    # no pickled code: the model is this source file plus the weights and the config
+    files = {a.path for a in MlflowClient(fluent).list_artifacts(run_id, "model")}
+    assert {"model/MLmodel", "model/mlflow_model.py", "model/artifacts"} <= files
+    assert not any(f.endswith((".pkl", ".pickle")) for f in files)
+    with pytest.raises(Exception, match="(?i)schema|shape"):
+        loaded.predict(x[:, :1])  # the signature says 3 channels
+
+
+def test_search_filter_finds_the_run_by_model_key_and_training_data(fluent, tmp_path, request):
+    import mlflow
+
+    from ramit.tracking import search_filter
+
+    _, div2k, _ = _trained_run(tmp_path, ["DIV2K"], seed=0)
+    _, dfbw, _ = _trained_run(tmp_path, ["DIV2K", "Flickr2K", "BSD400", "WED"], seed=1)
+    exp = [request.node.name]
+    literal = ("tags.`ramit.model` = 'RAMiT' and tags.`ramit.model_key` = 'x2' "
+               "and tags.`ramit.train_data` = 'DIV2K'")
+    assert search_filter(model="RAMiT", model_key="x2", train_data="DIV2K") == literal
+    assert list(mlflow.search_runs(experiment_names=exp, filter_string=literal)["run_id"]) == [div2k]
+    like = "tags.`ramit.model` = 'RAMiT' and tags.`ramit.train_data` LIKE '%Flickr2K%'"
+    assert list(mlflow.search_runs(experiment_names=exp, filter_string=like)["run_id"]) == [dfbw]
+    runs = mlflow.search_runs(experiment_names=exp, filter_string=search_filter(plan="paper", recipe="paper_sr_x2"))
+    assert set(runs["run_id"]) == {div2k, dfbw}
+    assert set(runs["tags.ramit.model_uri"]) == {f"runs:/{div2k}/model", f"runs:/{dfbw}/model"}
+
+
+def test_log_trained_model_is_a_noop_without_tracking(tmp_path):
+    from ramit.tracking import Tracker
+
+    assert log_trained_model(Tracker(None), tmp_path, model="RAMiT", task="sr", scale=2, in_chans=3) is None
