@@ -74,12 +74,20 @@ def score_pairs(
     precision: str = "fp32",
     device: str | torch.device = "auto",
     save_images: str | os.PathLike | None = None,
+    crops_dir: str | os.PathLike | None = None,
+    crops: int = 0,
     desc: str = "evaluate",
 ) -> list[ImageScore]:
-    """Restore and score every pair (`ramit.data.pairs.Pair`: name, lq float32 HxWxC, hq uint8)."""
+    """Restore and score every pair (`ramit.data.pairs.Pair`: name, lq float32 HxWxC, hq uint8).
+
+    `save_images` keeps every restored PNG; otherwise `crops_dir` keeps a crop of the first `crops`
+    images (the report's visual strip; the region is chosen from the reference alone)."""
+    from ramit.evaluate.crops import CROP_SIZE, pick_images, save_crops
+
     dev = resolve_device(device)
     in_chans = int(getattr(model, "in_chans", 0) or 0)
     pairs = list(pairs)
+    cropped = set(pick_images([p.name for p in pairs], crops)) if crops_dir is not None and crops else set()
     rows = []
     for p in tqdm(pairs, desc=desc, unit="img", disable=None, mininterval=2.0):
         x = _to_tensor(p.lq)
@@ -105,6 +113,8 @@ def score_pairs(
             from ramit.data.io import write_png
 
             write_png(Path(save_images) / f"{p.name}.png", out)
+        elif p.name in cropped:
+            save_crops(crops_dir, p.name, out, hq, CROP_SIZE, setting.scale)
         kw = dict(crop_border=setting.crop_border, y_channel=setting.y_channel)
         rows.append(ImageScore(p.name, *psnr_ssim(out, hq, **kw), seconds, *hq.shape[:2]))
     return rows
@@ -220,7 +230,7 @@ def check_data(data: Path, st: Setting) -> dict:
 
 
 def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpoint, source: str,
-                 save_images=None, crops: int = 0, **opts) -> dict:
+                 save_images=None, crops_dir=None, crops: int = 0, **opts) -> dict:
     """Score `net` on one degraded test set; write `out` (JSON) and its per-image CSV beside it."""
     from ramit.data.pairs import load_pairs
 
@@ -230,7 +240,8 @@ def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpo
         raise DataError(f"{data}: no image pairs found")
     dataset = made.get("dataset") if isinstance(made.get("dataset"), str) else data.name
     t0 = time.perf_counter()
-    rows = score_pairs(net, pairs, st, save_images=save_images, desc=f"{model} {st.key} {dataset}", **opts)
+    rows = score_pairs(net, pairs, st, save_images=save_images, crops_dir=crops_dir, crops=crops,
+                       desc=f"{model} {st.key} {dataset}", **opts)
     result = _result(model, st, dataset, source, checkpoint, rows, time.perf_counter() - t0, opts)
     _write_csv(out.with_suffix(".csv"), rows)
     write_json(out, result)
@@ -238,6 +249,8 @@ def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpo
 
 
 def _result(model, st, dataset, source, checkpoint, rows, seconds, opts) -> dict:
+    from ramit.tracking import host_info
+
     dev = opts["device"]
     return {
         "model": model, "base_model": model.removesuffix("+"), "task": st.task,
@@ -249,30 +262,6 @@ def _result(model, st, dataset, source, checkpoint, rows, seconds, opts) -> dict
         "protocol": {"y_channel": st.y_channel, "crop_border": st.crop_border, "ensemble": bool(opts["self_ensemble"]),
                      "tile": opts["tile"], "precision": opts["precision"]},
     }
-
-
-def host_info(dev: torch.device) -> dict:
-    """The machine that evaluated (the report shows it, not the machine that wrote the report)."""
-    import platform
-
-    from ramit.tracking import git_commit
-
-    cuda = dev.type == "cuda"
-    return {"device": dev.type, "device_name": torch.cuda.get_device_name(dev) if cuda else _cpu_name(),
-            "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
-            "python": platform.python_version(), "git_commit": git_commit()}
-
-
-def _cpu_name() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
 
 
 def evaluate_stage(spec: dict) -> dict:
@@ -293,7 +282,8 @@ def evaluate_stage(spec: dict) -> dict:
             base = out / setting / dataset
             images = Path(f"{base}_images") if spec["save_images"] else None
             r = evaluate_set(net, spec["model"], st, Path(data), Path(f"{base}.json"), checkpoint=spec["checkpoint"],
-                             source=spec["source"], save_images=images, **opts)
+                             source=spec["source"], save_images=images, crops_dir=Path(f"{base}_crops"),
+                             crops=spec["crops"], **opts)
             results.append(r)
             summary.setdefault(r["dataset"], {})[setting] = {"psnr": r["psnr"], "ssim": r["ssim"], "n": r["n"]}
     write_json(spec["summary"], summary)

@@ -34,11 +34,12 @@ def _degrade(spec: dict, plan_file: str) -> None:
 
 
 def _train(spec: dict, plan_file: str) -> None:
+    from ramit.pipeline.plan import load_plan
     from ramit.train.loop import train_main
 
     train_main(model=spec["model"], task=spec["task"], scale=spec["scale"], recipe=spec["recipe"],
                train_data=spec["train_data"], val_data=spec["val_data"], out=spec["out"], init=spec["init"],
-               overrides=spec["overrides"], device=spec["device"])
+               overrides=spec["overrides"], device=spec["device"], plan=load_plan(plan_file, check_models=False).name)
 
 
 def _evaluate(spec: dict, plan_file: str) -> None:

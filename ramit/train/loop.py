@@ -73,6 +73,7 @@ class Run:
     model_cfg: dict
     val_pairs: list = field(default_factory=list)
     determinism: str = ""
+    plan: Optional[str] = None  # the run plan's name, when the pipeline runs it (an MLflow tag)
 
     @property
     def master(self) -> bool:
@@ -86,7 +87,7 @@ class Run:
 def train_main(*, model: str, task: str, scale: Optional[int] = None, recipe: str | os.PathLike,
                train_data: List[str | os.PathLike], val_data: Optional[str | os.PathLike] = None,
                out: str | os.PathLike, init: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
-               seed: Optional[int] = None, device: str = "auto") -> Optional[dict]:
+               seed: Optional[int] = None, device: str = "auto", plan: Optional[str] = None) -> Optional[dict]:
     """Train (or resume) one model; returns the summary written to `out/summary.json` (None on ranks > 0)."""
     rec: Recipe = load_recipe(recipe, list(overrides), seed)
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -94,6 +95,7 @@ def train_main(*, model: str, task: str, scale: Optional[int] = None, recipe: st
     try:
         run = _prepare(rec, model=model, task=task, scale=scale, recipe=recipe, train_data=train_data,
                        val_data=val_data, out=out, init=init, overrides=overrides, device=device)
+        run.plan = plan
         return _train(run)
     finally:  # process-wide switches: restored (train_main may run inside a larger program)
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])

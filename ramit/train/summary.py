@@ -15,23 +15,18 @@ if TYPE_CHECKING:
     from ramit.train.resume import Resume
 
 
-def run_tags(run: "Run") -> dict:
-    """Tags that find a run in one filter, e.g. tags.`ramit.model` = 'RAMiT' and tags.`ramit.train_data` = 'DIV2K'."""
-    return {"ramit.stage": "train", "ramit.model": run.model, "ramit.model_key": run.key, "ramit.task": run.task,
-            "ramit.scale": run.scale, "ramit.recipe": run.rec.name,
-            "ramit.train_data": ",".join(d.name for d in run.train_data)}
-
-
 @contextlib.contextmanager
 def open_tracking(run: "Run", st: "Resume") -> Iterator:
     """Rank 0's MLflow run (a no-op tracker on the other ranks, or when the store is unreachable)."""
-    from ramit.tracking import Tracker, mlflow_run, tracking_uri
+    from ramit.tracking import Tracker, mlflow_run, tracking_uri, training_tags
 
     if not run.master:
         yield Tracker(None)
         return
     rec = run.rec
-    tags = {**run_tags(run), "ramit.params_hash": st.fp, "ramit.resumed_from": st.start_it or None}
+    tags = {**training_tags(model=run.model, model_key=run.key, task=run.task, scale=run.scale,
+                            train_data=run.train_data, recipe=rec.name, plan=run.plan),
+            "ramit.params_hash": st.fp, "ramit.resumed_from": st.start_it or None}
     with mlflow_run(f"train {run.model} {run.key}", flush_every=max(1, rec.mlflow_every // rec.log_every),
                     tags=tags) as tracker:
         if not tracker.active:
@@ -49,7 +44,7 @@ def open_tracking(run: "Run", st: "Resume") -> Iterator:
 def finish(run: "Run", st: "Resume", tracker) -> dict:
     """Final validation and checkpoint (if the loop ended without them), weights, summary, artifacts."""
     from ramit.models import save_weights
-    from ramit.tracking import tracking_uri
+    from ramit.tracking import log_trained_model, tracking_uri
     from ramit.train.loop import record_validation, sched_epoch
 
     total = run.total
@@ -67,7 +62,8 @@ def finish(run: "Run", st: "Resume", tracker) -> dict:
         "seconds": round(st.elapsed(), 3), "resumed_from": st.start_it,
         "history_rows": len(hist), "final_loss": float(hist[-1]["loss"]) if hist else None,
         "val_psnr": psnrs[-1][1] if psnrs else None, "val_psnr_init": next((v for i, v in psnrs if i == 0), None),
-        "train_data": [str(d) for d in run.train_data], "train_images": run.data.n_images,
+        "train_data": [str(d) for d in run.train_data], "train_sets": [d.name for d in run.train_data],
+        "train_images": run.data.n_images,
         "val_data": str(run.val_data) if run.val_data else None, "init": str(run.init) if run.init else None,
         "params": sum(t.numel() for t in run.net.parameters()),
         "weights_sha256": sha256_file(run.out / "model.safetensors"),
@@ -79,8 +75,11 @@ def finish(run: "Run", st: "Resume", tracker) -> dict:
     write_json(run.out / "summary.json", summary)
     if summary["val_psnr"] is not None:
         tracker.log_metrics({"final_val_psnr": summary["val_psnr"]}, step=total)
-    for f in ("model.safetensors", "history.csv", "val.csv", "summary.json"):
+    for f in ("history.csv", "val.csv", "summary.json"):
         tracker.log_artifact(run.out / f)
+    # the weights as an MLflow model with its config: mlflow.pyfunc.load_model("runs:/<id>/model")
+    log_trained_model(tracker, run.out, model=run.model, task=run.task, scale=run.scale,
+                      in_chans=run.model_cfg["in_chans"], overrides=run.rec.model)
     return summary
 
 
