@@ -61,39 +61,9 @@ def _fail_cleanly(fn):
     return wrapper
 
 
-def _child_run(fn):
-    """Inside a pipeline invocation, record this stage as a child of the umbrella MLflow run.
-
-    train, evaluate and report open richer runs of their own; the light stages (fetch, degrade,
-    fetch-weights, profile) get this one: their arguments as params and their JSON output, if any,
-    as an artifact.
-    """
-    import functools
-    import os
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if not os.environ.get("RAMIT_MLFLOW_PARENT_RUN_ID"):
-            return fn(*args, **kwargs)
-        from ramit.tracking import mlflow_run
-
-        stage = fn.__name__.replace("_", "-")
-        label = " ".join(str(v) for v in kwargs.values() if isinstance(v, (str, int)) and v is not True)[:120]
-        with mlflow_run(f"{stage} {label}".strip(), params={k: str(v) for k, v in kwargs.items()},
-                        tags={"ramit.stage": stage}) as run:
-            result = fn(*args, **kwargs)
-            out = kwargs.get("out")
-            if out is not None and str(out).endswith(".json"):
-                run.log_artifact(out)
-            return result
-
-    return wrapper
-
-
 # --------------------------------------------------------------------------------------------- data
 @app.command()
 @_fail_cleanly
-@_child_run
 def fetch(
     datasets: List[str] = typer.Argument(..., help="Registry names (params/datasets.yaml), e.g. Set5 EmbeddedTest."),
     data_dir: Path = typer.Option(Path("data/raw"), help="Download cache: where downloaded datasets are installed."),
@@ -114,7 +84,6 @@ def fetch(
 
 @app.command()
 @_fail_cleanly
-@_child_run
 def degrade(
     setting: str = typer.Argument(..., help="Setting key (x2, cdn_s25, lle, ...) or, with --train, a model key (x2, cdn, ...)."),
     dataset: str = typer.Argument(..., help="Registry name of an installed dataset."),
@@ -166,7 +135,6 @@ def train(
 # ----------------------------------------------------------------------------------------- evaluate
 @app.command("fetch-weights")
 @_fail_cleanly
-@_child_run
 def fetch_weights(
     files: List[str] = typer.Argument(None, help="Checkpoint files (e.g. RAMiT-1_X2.pth); default: all available."),
     out: Path = typer.Option(Path("weights/released"), help="Where verified checkpoints are installed."),
@@ -216,7 +184,6 @@ def evaluate(
 
 @app.command()
 @_fail_cleanly
-@_child_run
 def profile(
     model: str = typer.Option(..., help="Model name."),
     task: Optional[str] = typer.Option(None, help="sr, cdn, gdn, lle or dr."),

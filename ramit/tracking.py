@@ -14,6 +14,11 @@
 * Any MLflow failure (store unreachable, locked, misconfigured) prints one warning and turns the
   tracker into a no-op; the training or evaluation carries on. For a remote server, set
   `MLFLOW_HTTP_REQUEST_MAX_RETRIES` / `MLFLOW_HTTP_REQUEST_TIMEOUT` low to fail fast when it is down.
+* Spooled runs: when `$RAMIT_TRACKING_SPOOL` names a folder (the Snakefile sets it for a local store),
+  a run is written there as one JSON record instead, and `flush_spool` logs every record to MLflow at
+  the end of the invocation, in one process. Importing MLflow and opening the sqlite store cost each
+  job seconds, and parallel jobs writing one sqlite file lock each other; a tracking server
+  (`MLFLOW_TRACKING_URI=http://...`) gets live, direct runs.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Iterator, Mapping
 
 DEFAULT_EXPERIMENT = "ramit"
 PARENT_ENV = "RAMIT_MLFLOW_PARENT_RUN_ID"
+SPOOL_ENV = "RAMIT_TRACKING_SPOOL"
 _PARAM_MAX = 6000  # MLflow's limit on one param value
 _warned = False
 
@@ -146,8 +152,88 @@ class Tracker:
             self._call("log_dict", self.client.log_dict, self.run_id, obj, artifact_file)
 
 
-def start_run(run_name: str, nested: bool | str | None = None, flush_every: int = 100) -> Tracker:
+def local_store(uri: str | None = None) -> bool:
+    uri = uri or tracking_uri()
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+class SpoolTracker(Tracker):
+    """A run recorded as one JSON file in the spool folder; `flush_spool` sends it to MLflow later."""
+
+    def __init__(self, folder: Path, run_name: str, parent: str | None):
+        super().__init__(client=None)
+        self.path = folder / f"{time.time_ns()}-{os.getpid()}.json"
+        self.rec = {"name": run_name, "parent": parent, "start_ms": int(time.time() * 1000), "tags": {},
+                    "params": {}, "metrics": [], "artifacts": [], "models": [], "status": None}
+
+    @property
+    def active(self) -> bool:
+        return True
+
+    def log_params(self, params: Mapping) -> None:
+        self.rec["params"].update(flatten(params))
+
+    def set_tags(self, tags: Mapping) -> None:
+        self.rec["tags"].update({k: str(v) for k, v in tags.items() if v is not None})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        ts = int(time.time() * 1000)
+        self.rec["metrics"] += [[k, float(v), ts, int(step or 0)] for k, v in metrics.items()]
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if Path(path).exists():
+            self.rec["artifacts"].append([str(Path(path).resolve()), artifact_path])
+
+    log_artifacts = log_artifact
+
+    def log_model(self, run_dir, **config) -> None:
+        self.rec["models"].append({"run_dir": str(Path(run_dir).resolve()), **config})
+
+    def flush(self) -> None:
+        pass
+
+    def end(self, status: str = "FINISHED") -> None:
+        from ramit.io import write_json
+
+        self.rec.update(status=status, end_ms=int(time.time() * 1000))
+        write_json(self.path, self.rec)
+
+
+def flush_spool(folder: str | os.PathLike) -> int:
+    """Log every spooled run in `folder` to MLflow (as children of their recorded parent); returns how
+    many were logged. Records stay where they are if the store cannot be reached."""
+    folder = Path(folder)
+    done = 0
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        rec = json.loads(f.read_text())
+        t = start_run(rec["name"], nested=rec["parent"] or False, start_ms=rec["start_ms"])
+        if not t.active:
+            return done
+        t.set_tags(rec["tags"])
+        t.log_params(rec["params"])
+        from mlflow.entities import Metric
+
+        t._metrics = [Metric(k, v, ts, step) for k, v, ts, step in rec["metrics"]]
+        for path, artifact_path in rec["artifacts"]:
+            (t.log_artifacts if Path(path).is_dir() else t.log_artifact)(path, artifact_path)
+        for m in rec["models"]:
+            log_trained_model(t, **m)
+        t.flush()
+        if t.client is not None:
+            t._call("end run", t.client.set_terminated, t.run_id, rec["status"] or "FINISHED", rec.get("end_ms"))
+        f.unlink()
+        done += 1
+    return done
+
+
+def start_run(run_name: str, nested: bool | str | None = None, flush_every: int = 100,
+              start_ms: int | None = None) -> Tracker:
     """A run that the caller ends with `Tracker.end` (use `mlflow_run` for a block)."""
+    spool = os.environ.get(SPOOL_ENV)
+    parent_env = os.environ.get(PARENT_ENV) if nested in (None, True) else None
+    if spool and not isinstance(nested, str) and nested is not False:
+        Path(spool).mkdir(parents=True, exist_ok=True)
+        return SpoolTracker(Path(spool), run_name, parent_env)
     try:
         from mlflow.tracking import MlflowClient
 
@@ -170,7 +256,7 @@ def start_run(run_name: str, nested: bool | str | None = None, flush_every: int 
                 except Exception:  # another process created it between our two calls
                     experiment_id = client.get_experiment_by_name(name).experiment_id
         tags = {"mlflow.parentRunId": parent} if parent else {}
-        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags, start_time=start_ms)
         return Tracker(client, run.info.run_id, flush_every)
     except Exception as e:  # noqa: BLE001
         _warn("start", e)
@@ -275,6 +361,10 @@ def log_trained_model(tracker: Tracker, run_dir: str | os.PathLike, *, model: st
     tracking is off or logging failed (one warning; the training result is not affected).
     """
     if not tracker.active:
+        return None
+    if isinstance(tracker, SpoolTracker):
+        tracker.log_model(run_dir, model=model, task=task, scale=scale, in_chans=in_chans, overrides=dict(overrides or {}),
+                          artifact_path=artifact_path)
         return None
     import tempfile
 

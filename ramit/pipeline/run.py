@@ -7,10 +7,12 @@ finishes (see `ramit.pipeline.sync`). The work itself is the ordinary function b
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ramit.pipeline.stages import Stage, resolve_stage
 from ramit.pipeline.sync import mark_done, write_stamp
+from ramit.tracking import PARENT_ENV
 
 
 def _fetch(spec: dict, plan_file: str) -> None:
@@ -69,6 +71,9 @@ def _report(spec: dict, plan_file: str) -> None:
                  source=spec["source"])
 
 
+# train, evaluate and report open MLflow runs of their own; the light stages get one here
+LIGHT = ("fetch", "degrade", "fetch_weights", "profile")
+
 RUNNERS = {"fetch": _fetch, "degrade": _degrade, "train": _train, "evaluate": _evaluate, "profile": _profile,
            "fetch_weights": _fetch_weights, "report": _report}
 
@@ -78,6 +83,14 @@ def run_stage(plan_file: str | Path, name: str) -> Stage:
     plan_file = Path(plan_file).as_posix()
     plan, stage = resolve_stage(plan_file, name)
     write_stamp(plan, stage)
-    RUNNERS[stage.family](stage.spec, plan_file)
+    if stage.family in LIGHT and os.environ.get(PARENT_ENV):
+        from ramit.tracking import mlflow_run
+
+        with mlflow_run(stage.name, params=stage.spec, tags={"ramit.stage": stage.family}) as run:
+            RUNNERS[stage.family](stage.spec, plan_file)
+            for f in stage.metrics:
+                run.log_artifact(f)
+    else:
+        RUNNERS[stage.family](stage.spec, plan_file)
     mark_done(plan, stage)
     return stage

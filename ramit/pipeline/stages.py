@@ -222,7 +222,7 @@ class _Builder:
         self.add(Stage("report" if source == "trained" else "report-released", "report",
                        self.ramit("report", "--source", source), spec,
                        deps=sorted(set(results)) + [REFERENCES], code=CODE["report"],
-                       params={self.plan_file: ["name", "description", "report"]},
+                       params={self.plan_file: ["name", "description", "report"], p.released.registry: None},
                        outs=[f"{out}/README.md", f"{out}/tables"], plots=[f"{out}/figures"]))
 
 

@@ -30,3 +30,16 @@ def end_umbrella_run(status: str = "FINISHED") -> None:
     if _umbrella is not None:
         _umbrella.end(status)
     _umbrella = None
+
+
+def finish_invocation(status: str) -> None:
+    """Log the runs the jobs spooled (children of this invocation's run), then end it."""
+    import os
+
+    from ramit.tracking import SPOOL_ENV, flush_spool
+
+    spool = os.environ.get(SPOOL_ENV)
+    if spool:
+        n = flush_spool(spool)
+        print(f"ramit: logged {n} spooled stage run(s) to MLflow")
+    end_umbrella_run(status)

@@ -69,7 +69,8 @@ def finish(run: "Run", st: "Resume", tracker) -> dict:
         "weights_sha256": sha256_file(run.out / "model.safetensors"),
         "world_size": run.world, "device": str(run.dev), "torch": torch.__version__,
         "determinism": run.determinism, "stale_runs_moved_aside": st.stale,
-        "tracking": {"active": tracker.active, "uri": tracking_uri(), "run_id": tracker.run_id},
+        "tracking": {"active": tracker.active, "uri": tracking_uri(), "run_id": tracker.run_id,
+                     "spooled": tracker.run_id is None and tracker.active},
         "recipe": run.rec.resolved(),
     }
     write_json(run.out / "summary.json", summary)

@@ -63,14 +63,14 @@ onstart:
 
 
 onsuccess:
-    from ramit.pipeline.umbrella import end_umbrella_run
+    from ramit.pipeline.umbrella import finish_invocation
 
     commit_done(PLAN, PLAN_FILE, os.environ[INVOCATION_ENV])
-    end_umbrella_run("FINISHED")
+    finish_invocation("FINISHED")
 
 
 onerror:
-    from ramit.pipeline.umbrella import end_umbrella_run
+    from ramit.pipeline.umbrella import finish_invocation
 
     commit_done(PLAN, PLAN_FILE, os.environ[INVOCATION_ENV])  # what finished is current: keep DVC in step
-    end_umbrella_run("FAILED")
+    finish_invocation("FAILED")
