@@ -153,3 +153,42 @@ def test_log_trained_model_is_a_noop_without_tracking(tmp_path):
     from ramit.tracking import Tracker
 
     assert log_trained_model(Tracker(None), tmp_path, model="RAMiT", task="sr", scale=2, in_chans=3) is None
+
+
+def test_spooled_runs_reach_the_store_when_the_invocation_flushes_them(store, tmp_path, monkeypatch, fluent):
+    """What a Snakemake invocation with a local store does: jobs write records, its end logs them."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from ramit.models import build_model, save_weights
+    from ramit.tracking import SPOOL_ENV, SpoolTracker, flush_spool
+
+    with mlflow_run("umbrella", nested=False) as parent:
+        spool = tmp_path / "spool"
+        monkeypatch.setenv(SPOOL_ENV, str(spool))
+        monkeypatch.setenv(PARENT_ENV, parent.run_id)
+        run_dir = tmp_path / "run"
+        save_weights(build_model("RAMiT", "sr", scale=2, **TINY_MODEL), run_dir / "model.safetensors")
+        (run_dir / "history.csv").write_text("iter,loss\n1,0.5\n2,0.4\n")
+        with mlflow_run("train RAMiT x2", params={"recipe": {"base_lr": 1e-3}}, tags={"ramit.model": "RAMiT"}) as t:
+            assert isinstance(t, SpoolTracker) and t.active and t.run_id is None
+            t.log_metrics({"loss": 0.5}, step=1)
+            t.log_metrics({"loss": 0.4}, step=2)
+            t.log_artifact(run_dir / "history.csv")
+            log_trained_model(t, run_dir, model="RAMiT", task="sr", scale=2, in_chans=3, overrides=TINY_MODEL)
+        assert len(list(spool.glob("*.json"))) == 1 and not MlflowClient(store).search_runs(
+            [parent.client.get_run(parent.run_id).info.experiment_id], "tags.`ramit.model` = 'RAMiT'")
+        monkeypatch.delenv(SPOOL_ENV)
+        assert flush_spool(spool) == 1 and not list(spool.glob("*.json"))
+
+    c = MlflowClient(store)
+    exp = c.get_run(parent.run_id).info.experiment_id
+    [run] = c.search_runs([exp], "tags.`ramit.model` = 'RAMiT'")
+    assert run.data.tags["mlflow.parentRunId"] == parent.run_id and run.info.status == "FINISHED"
+    assert run.data.params["recipe.base_lr"] == "0.001"
+    assert [(m.step, m.value) for m in c.get_metric_history(run.info.run_id, "loss")] == [(1, 0.5), (2, 0.4)]
+    assert {a.path for a in c.list_artifacts(run.info.run_id)} >= {"history.csv", "model"}
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    import numpy as np
+
+    assert model.predict(np.zeros((1, 3, 16, 16), np.float32)).shape == (1, 3, 32, 32)
