@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from ramit.errors import DataError, RamitError
-from ramit.evaluate.inference import check_options, resolve_device, restore
+from ramit.evaluate.inference import check_options, describe_precision, precision_check, resolve_device, restore
 from ramit.evaluate.metrics import psnr_ssim, to_uint8
 from ramit.io import atomic_open, sha256_file, write_json
 from ramit.settings import Setting, parse_setting  # noqa: F401  (re-exported)
@@ -219,6 +219,11 @@ def evaluate_cli(
                        precision=precision, device=dev, save_images=save_images,
                        desc=f"{model} {st.key} {dataset}")
     seconds = time.perf_counter() - t0
+    check = None
+    if precision != "fp32":  # the first image again in fp32: a reduced precision must not move the score
+        ref = score_pairs(net, pairs[:1], st, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble,
+                          precision="fp32", device=dev, desc="fp32 check")
+        check = precision_check(rows[0].name, rows[0].psnr, ref[0].psnr, precision)
 
     result = {
         "model": model,
@@ -240,9 +245,11 @@ def evaluate_cli(
             "crop_border": st.crop_border,
             "ensemble": bool(self_ensemble),
             "tile": tile,
-            "precision": precision,
+            **describe_precision(precision, dev),
         },
     }
+    if check is not None:
+        result["precision_check"] = check
     _write_csv(out.with_suffix(".csv"), rows)
     write_json(out, result)
     log_to_mlflow(result)
