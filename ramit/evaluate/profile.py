@@ -133,17 +133,18 @@ def _rss_mb() -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20  # macOS reports bytes
 
 
-def _latency(model, x, dev: torch.device, runs: int, warmup: Optional[int]) -> dict:
-    """Latency fields of the profile JSON, per precision (CUDA: fp32, bf16, fp16; CPU: fp32)."""
+def latency_fields(model: nn.Module, x: torch.Tensor, runs: int, rule: Optional[WarmupRule] = None,
+                   precisions: Optional[tuple[str, ...]] = None) -> dict:
+    """Latency fields of the profile JSON for input `x` on its device, per precision (default: CUDA
+    fp32, bf16, fp16; CPU fp32), with the device's `WarmupRule` unless `rule` is given."""
     from ramit.evaluate.inference import precision_mode
 
+    dev = x.device
     cuda = dev.type == "cuda"
-    rule = CUDA_WARMUP if cuda else CPU_WARMUP
-    if warmup is not None:
-        rule = WarmupRule(warmup, max(rule.max_runs, warmup), rule.window, rule.tolerance)
+    rule = rule or (CUDA_WARMUP if cuda else CPU_WARMUP)
     runs = max(runs, MIN_CUDA_RUNS) if cuda else runs
     lat, iqr, peak, detail = {}, {}, {}, {}
-    for precision in ("fp32", "bf16", "fp16") if cuda else ("fp32",):
+    for precision in precisions or (("fp32", "bf16", "fp16") if cuda else ("fp32",)):
         with torch.inference_mode(), precision_mode(precision, dev) as mode:
             if cuda:
                 torch.cuda.synchronize(dev)
@@ -188,7 +189,10 @@ def profile_model(model: nn.Module, input_size: tuple[int, int], device: str = "
     try:
         threads_used = torch.get_num_threads()
         if latency:
-            result.update(_latency(model, torch.rand(1, c, h, w, device=dev), dev, runs, warmup))
+            rule = CUDA_WARMUP if dev.type == "cuda" else CPU_WARMUP
+            if warmup is not None:
+                rule = WarmupRule(warmup, max(rule.max_runs, warmup), rule.window, rule.tolerance)
+            result.update(latency_fields(model, torch.rand(1, c, h, w, device=dev), runs, rule))
     finally:
         torch.set_num_threads(saved_threads)
     result["macs"] = count_macs(model, (c, h, w))
