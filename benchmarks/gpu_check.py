@@ -170,15 +170,15 @@ def make_train_data(root: Path, smoke: bool) -> Path:
     """x2 pairs from scikit-image's photos, written as `ramit degrade --train` writes them."""
     from skimage import data as skd
 
-    from ramit.data.degrade import _write_train_array, imresize
+    from ramit.data.degrade import imresize, write_train_array
 
     photos = {"astronaut": skd.astronaut(), "coffee": skd.coffee()} if smoke else {
         "astronaut": skd.astronaut(), "coffee": skd.coffee(), "chelsea": skd.chelsea(), "rocket": skd.rocket()}
     for name, im in photos.items():
         im = im[::4, ::4] if smoke else im
         hq = np.ascontiguousarray(im[: im.shape[0] // 2 * 2, : im.shape[1] // 2 * 2])
-        _write_train_array(root / "HQ" / f"{name}.npy", hq)
-        _write_train_array(root / "LQ" / f"{name}.npy", imresize(hq, 1 / 2))
+        write_train_array(root / "HQ" / f"{name}.npy", hq)
+        write_train_array(root / "LQ" / f"{name}.npy", imresize(hq, 1 / 2))
     return root
 
 

@@ -43,7 +43,7 @@ from ramit.data.imresize import imresize
 from ramit import settings
 from ramit.errors import DataError, RamitError
 
-__all__ = ["imresize", "rgb2gray", "add_test_noise", "synthetic_low_light", "synthetic_rain",
+__all__ = ["imresize", "rgb2gray", "add_test_noise", "synthetic_low_light", "synthetic_rain", "write_train_array",
            "parse_setting", "degrade_dataset"]
 
 SYNTHETIC_SEED = 0
@@ -206,7 +206,7 @@ def _list_images(d: Path) -> Dict[str, Path]:
     return out
 
 
-def _write_train_array(path: Path, arr: np.ndarray) -> None:
+def write_train_array(path: Path, arr: np.ndarray) -> None:
     """uint8 HxWxC `.npy`, atomically: the layout `ramit.data.patches` memory-maps."""
     from ramit.io import atomic_path
 
@@ -301,7 +301,7 @@ def degrade_dataset(
                 if arr is None:
                     continue
                 if train:
-                    _write_train_array(tmp / sub / f"{name}.npy", arr)
+                    write_train_array(tmp / sub / f"{name}.npy", arr)
                 elif arr.dtype == np.uint8:
                     write_png(tmp / sub / f"{name}.png", arr)
                 else:

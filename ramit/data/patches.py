@@ -87,6 +87,9 @@ class _Mapped:
                             f"--train` writes), got {dtype} {shape}{' Fortran-order' if fortran else ''}")
         if shape[2] != in_chans and not (in_chans == 1 and shape[2] == 3):
             raise DataError(f"{path}: {shape[2]} channels, the model takes {in_chans}")
+        if path.stat().st_size < self.offset + int(np.prod(shape)):
+            raise DataError(f"{path}: truncated ({path.stat().st_size} bytes for a {shape} array); "
+                            f"rerun `ramit degrade --train`")
         self.shape = (shape[0], shape[1], in_chans)
         self.stored = tuple(shape)
         self.gray = shape[2] == 3 and in_chans == 1
@@ -98,7 +101,7 @@ class _Mapped:
             try:
                 m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             finally:
-                os.close(fd)  # the mapping keeps the pages; freed when the last view is dropped
+                os.close(fd)  # mmap holds its own duplicate; unmapped when the last view is dropped
             arr = np.frombuffer(m, np.uint8, count=int(np.prod(self.stored)), offset=self.offset).reshape(self.stored)
             if cache is not None:
                 cache[self.path] = arr

@@ -195,6 +195,11 @@ def test_array_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="a.npy and a.png are the same image twice"):
         PatchDataset([d], task="gdn")
     (d / "HQ" / "a.png").unlink()
+    full = (d / "HQ" / "a.npy").read_bytes()
+    (d / "HQ" / "a.npy").write_bytes(full[:-10])
+    with pytest.raises(DataError, match=r"a\.npy: truncated"):
+        PatchDataset([d], task="gdn")
+    (d / "HQ" / "a.npy").write_bytes(full)
     (d / "HQ" / "b.npy").write_bytes(b"not an array")
     with pytest.raises(DataError, match=r"b\.npy: not a readable \.npy array"):
         PatchDataset([d], task="gdn")
