@@ -2,7 +2,8 @@
 `.npy` (after), 1 and 2 ranks (gloo, CPU), a few DataLoader workers; optionally model steps/s.
 
     python benchmarks/bench_train.py [--images 24] [--steps 40] [--workers 0 2] [--repeats 2]
-                                     [--model-steps 0] [--data-dir DIR] [--out results/bench/train.json]
+                                     [--start-method fork] [--model-steps 0] [--data-dir DIR]
+                                     [--out results/bench/train.json]
 
 Stand-in data (generated, never downloaded): `--images` DIV2K-sized x2 pairs, HR 2040x1356 (LR
 1020x678), smooth random fields plus grain so that the PNGs compress roughly like photos. DIV2K has
@@ -18,8 +19,8 @@ world x 64/world, LR patch 64, seed 9725), as `ramit train` does. Per configurat
   paid again at every resume;
 * `batches_per_s`: total batches of 64 per second over `--steps` steps after the first (workers started),
   all ranks together (the slowest rank);
-* `rss_mb`: peak RSS of each rank process (`ru_maxrss`), `anon_mb` its private (anonymous) resident
-  memory at the end, `worker_rss_mb` the peak RSS of its largest worker;
+* `rss_mb`: peak RSS of each rank process (VmHWM), `anon_mb` its anonymous (private, not file-backed)
+  resident memory at the end; `worker_rss_mb` / `worker_anon_mb` the same for its largest worker;
 and, in one process without DataLoader, `samples_per_s` of each variant (the per-crop cost alone).
 Variants run round-robin in every repeat (the machine is shared: compare within one run); ratios are
 after / before. Pages come from a warm page cache (the files were just written or read).
@@ -31,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import socket
 import statistics
 import sys
@@ -86,8 +86,8 @@ def make_data(root: Path, n: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- ranks
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as fh:
+def _status_mb(field: str, pid: str = "self") -> float:
+    with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
@@ -111,7 +111,11 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out_dir: str) -> None:
     ds.epoch_length = rec.epoch_length_for("sr", ds.n_images)
     startup = time.perf_counter() - t0
     sched = Schedule(rec, ds.epoch_length, world)
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=StepBatches(sched, 0, rank), num_workers=cfg["workers"])
+    # A rank made by mp.spawn would start its workers by spawn too (pickling the dataset into each);
+    # torchrun's ranks are plain processes, whose workers fork (Linux, Python <= 3.13): say which.
+    ctx = cfg["start_method"] if cfg["workers"] else None
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=StepBatches(sched, 0, rank), num_workers=cfg["workers"],
+                                         multiprocessing_context=ctx)
     batches = iter(loader)
     next(batches)  # workers started, first batch made
     if world > 1:
@@ -120,12 +124,16 @@ def _rank(rank: int, world: int, port: int, cfg: dict, out_dir: str) -> None:
     for _ in range(cfg["steps"]):
         lq, hq = next(batches)
     seconds = time.perf_counter() - t0
-    anon = _status_mb("RssAnon")
-    del batches, loader  # workers exit: their peak RSS shows in RUSAGE_CHILDREN
-    res = {"rank": rank, "startup_s": startup, "seconds": seconds, "anon_mb": anon,
-           "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if cfg["workers"] else None,
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a spawned rank would report
+    # its launcher's peak. Workers are read while alive (their peak includes the pages they share
+    # copy-on-write with the rank: that is what RSS-based accounting counts).
+    workers = [str(w.pid) for w in getattr(batches, "_workers", [])]
+    res = {"rank": rank, "startup_s": startup, "seconds": seconds, "anon_mb": _status_mb("RssAnon"),
+           "rss_mb": _status_mb("VmHWM"),
+           "worker_rss_mb": max((_status_mb("VmHWM", w) for w in workers), default=None),
+           "worker_anon_mb": max((_status_mb("RssAnon", w) for w in workers), default=None),
            "batch": list(lq.shape)}
+    del batches, loader
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(res))
     if world > 1:
         dist.barrier()
@@ -148,22 +156,24 @@ def run_job(world: int, cfg: dict) -> dict:
             "startup_s": max(r["startup_s"] for r in ranks),
             "rss_mb": [round(r["rss_mb"], 1) for r in ranks], "anon_mb": [round(r["anon_mb"], 1) for r in ranks],
             "worker_rss_mb": [None if r["worker_rss_mb"] is None else round(r["worker_rss_mb"], 1) for r in ranks],
+            "worker_anon_mb": [None if r["worker_anon_mb"] is None else round(r["worker_anon_mb"], 1) for r in ranks],
             "batch_per_rank": ranks[0]["batch"]}
 
 
-def bench_loading(dirs: dict, worlds, workers, steps: int, repeats: int) -> dict:
+def bench_loading(dirs: dict, worlds, workers, steps: int, repeats: int, start_method: str) -> dict:
     runs: dict = {}
     for rep in range(repeats):
         for world in worlds:
             for nw in workers:
                 for name, max_open in VARIANTS.items():  # round-robin: the variants share each moment's load
                     cfg = {"dir": str(dirs["png" if name == "png" else "npy"]), "max_open": max_open,
-                           "workers": nw, "steps": steps}
+                           "workers": nw, "steps": steps, "start_method": start_method}
                     r = run_job(world, cfg)
                     runs.setdefault(f"world{world}/workers{nw}/{name}", []).append(r)
                     print(f"  [{rep + 1}/{repeats}] world {world} workers {nw} {name:13s} "
                           f"{r['batches_per_s']:6.2f} batches/s  startup {r['startup_s']:6.2f} s  "
-                          f"rank RSS {r['rss_mb']} MB (anon {r['anon_mb']})  worker RSS {r['worker_rss_mb']}",
+                          f"rank RSS {r['rss_mb']} MB (anon {r['anon_mb']})  worker RSS {r['worker_rss_mb']} "
+                          f"(anon {r['worker_anon_mb']})",
                           flush=True)
     out = {}
     for key, rs in runs.items():  # median over repeats; memory is the max
@@ -171,7 +181,8 @@ def bench_loading(dirs: dict, worlds, workers, steps: int, repeats: int) -> dict
                     "startup_s": round(statistics.median(r["startup_s"] for r in rs), 3),
                     "rss_mb": [max(v) for v in zip(*(r["rss_mb"] for r in rs))],
                     "anon_mb": [max(v) for v in zip(*(r["anon_mb"] for r in rs))],
-                    "worker_rss_mb": rs[-1]["worker_rss_mb"], "batch_per_rank": rs[0]["batch_per_rank"]}
+                    "worker_rss_mb": rs[-1]["worker_rss_mb"], "worker_anon_mb": rs[-1]["worker_anon_mb"],
+                    "batch_per_rank": rs[0]["batch_per_rank"]}
     return out
 
 
@@ -248,6 +259,8 @@ def main() -> None:
     ap.add_argument("--worlds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--start-method", choices=["fork", "spawn", "forkserver"], default="fork",
+                    help="how DataLoader workers start (fork: as under torchrun on Linux, Python <= 3.13)")
     ap.add_argument("--model-steps", type=int, default=0, help="also time RAMiT-1 x2 steps (batch 8, patch 48)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
@@ -262,7 +275,8 @@ def main() -> None:
     print(f"stand-in data in {data_dir} ({time.perf_counter() - t0:.0f} s): {data['disk_mb']} MB; "
           f"load average {load[0]:.2f} on {os.cpu_count()} cores", flush=True)
     res["samples_per_s"] = bench_samples(data["dirs"], 20 * a.steps, 3)
-    res["loading"] = bench_loading(data["dirs"], a.worlds, a.workers, a.steps, a.repeats)
+    res["worker_start_method"] = a.start_method
+    res["loading"] = bench_loading(data["dirs"], a.worlds, a.workers, a.steps, a.repeats, a.start_method)
     res["ratios_after_over_before"] = ratios(res["loading"])
     res["ratios_after_over_before"]["samples_per_s"] = {
         k: round(v / res["samples_per_s"]["png"], 3) for k, v in res["samples_per_s"].items() if k != "png"}

@@ -162,7 +162,7 @@ def latency_fields(model: nn.Module, x: torch.Tensor, runs: int, rule: Optional[
         "latency_protocol": {"timer": "cuda events" if cuda else "time.perf_counter", "inference_mode": True,
                              "statistic": "median", "runs": runs, "warmup_rule": asdict(rule),
                              "per_precision": detail},
-        "peak_memory_mb": peak["fp32"], "peak_memory_mb_by_precision": peak,
+        "peak_memory_mb": peak.get("fp32"), "peak_memory_mb_by_precision": peak,
         "peak_memory_method": ("torch.cuda.max_memory_allocated after reset_peak_memory_stats, per precision"
                                if cuda else "increase of process peak RSS (getrusage ru_maxrss) over the runs"),
         "runs": runs,
