@@ -165,7 +165,7 @@ def evaluate(
     tile: Optional[int] = typer.Option(None, help="Tile size in input pixels (default: whole image, as the authors)."),
     tile_overlap: int = typer.Option(32, help="Overlap between tiles in input pixels."),
     self_ensemble: bool = typer.Option(False, help="x8 geometric self-ensemble (the authors did not use it)."),
-    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (half precisions on GPU only)."),
+    precision: str = typer.Option("fp32", help="fp32 (IEEE, TF32 off), tf32, bf16 or fp16 (all but fp32 on GPU only)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     plan: Optional[Path] = typer.Option(None, help=PLAN_HELP + " Scores every test set and setting of --key."),
     key: Optional[str] = typer.Option(None, help="With --plan: the model key (x2, ..., cdn, ...)."),
@@ -223,7 +223,7 @@ def restore_cmd(
     tile: Optional[int] = typer.Option(None, help="Tile size in input pixels for big images (default: whole image)."),
     tile_overlap: int = typer.Option(32, help="Overlap between tiles in input pixels."),
     self_ensemble: bool = typer.Option(False, help="x8 geometric self-ensemble (8x slower)."),
-    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (half precisions on GPU only)."),
+    precision: str = typer.Option("fp32", help="fp32 (IEEE, TF32 off), tf32, bf16 or fp16 (all but fp32 on GPU only)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ):
     """Restore your own image(s) with a trained or released model."""

@@ -14,10 +14,13 @@ Test sets (`setting` = x2/x3/x4, cdn_s15/25/50, gdn_s15/25/50, lle, dr), per ima
   seeded synthetic degradations `synthetic_low_light` / `synthetic_rain`.
 
 Training sets (`train=True`, `setting` = model key x2/x3/x4/cdn/gdn/lle/dr): SR gives HQ (cropped to a
-multiple of s) + LQ = imresize(HQ, 1/s); cdn/gdn give HQ only (gdn in gray; the trainer draws the
-noise); lle/dr give pairs as above.
+multiple of s) + LQ = imresize(HQ, 1/s); cdn/gdn give HQ only (gdn in gray, HxWx1, so the trainer
+converts nothing; it draws the noise); lle/dr give pairs as above. They are written as uint8 HxWxC
+`.npy` arrays, not PNG: the trainer memory-maps them instead of decoding every image into every rank's
+memory at every start (`ramit.data.patches`). The price is disk: DIV2K x2 takes 8.3 GB instead of
+~4 GB of PNG.
 
-Output `out/HQ/<name>.png`, `out/LQ/<name>.png|.npy`, `out/manifest.json` (params + sha256 + size of
+Output `out/HQ/<name>.png|.npy`, `out/LQ/<name>.png|.npy`, `out/manifest.json` (params + sha256 + size of
 every file) is built in a temporary folder beside `out` and renamed onto it at the end, so an
 interrupted run leaves no half-made set; a rerun with the same params and inputs finds `manifest.json`
 matching and does nothing.
@@ -40,11 +43,12 @@ from ramit.data.imresize import imresize
 from ramit import settings
 from ramit.errors import DataError, RamitError
 
-__all__ = ["imresize", "rgb2gray", "add_test_noise", "synthetic_low_light", "synthetic_rain",
+__all__ = ["imresize", "rgb2gray", "add_test_noise", "synthetic_low_light", "synthetic_rain", "write_train_array",
            "parse_setting", "degrade_dataset"]
 
 SYNTHETIC_SEED = 0
 FORMAT_VERSION = 1
+TRAIN_FORMAT_VERSION = 2  # 2: uint8 .npy arrays (1 was PNG); a set made as PNG is rebuilt once
 
 
 # ------------------------------------------------------------------------------------ primitives
@@ -202,6 +206,18 @@ def _list_images(d: Path) -> Dict[str, Path]:
     return out
 
 
+def write_train_array(path: Path, arr: np.ndarray) -> None:
+    """uint8 HxWxC `.npy`, atomically: the layout `ramit.data.patches` memory-maps."""
+    from ramit.io import atomic_path
+
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype != np.uint8 or arr.ndim != 3:
+        raise DataError(f"{path}: training arrays are uint8 HxWxC, got {arr.dtype} {arr.shape}")
+    with atomic_path(path, suffix=".npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+
+
 def _manifest_matches(out: Path, params: Dict) -> bool:
     try:
         data = json.loads((out / "manifest.json").read_text())
@@ -267,8 +283,8 @@ def degrade_dataset(
             raise DataError(f"{f} is not part of the verified install of {dataset}; rerun `ramit fetch {dataset}`")
         inputs[rel] = installed[rel]["sha256"]
 
-    params = {"format": FORMAT_VERSION, "setting": setting, "dataset": dataset, "train": bool(train),
-              **p, "synthetic_seed": SYNTHETIC_SEED if synthetic else None,
+    params = {"format": TRAIN_FORMAT_VERSION if train else FORMAT_VERSION, "setting": setting, "dataset": dataset,
+              "train": bool(train), **p, "synthetic_seed": SYNTHETIC_SEED if synthetic else None,
               "noise": "torch.manual_seed(0); randn(C,H,W)*sigma/255, unclipped" if p["sigma"] else None,
               "inputs": inputs}
     if _manifest_matches(out, params):
@@ -284,12 +300,15 @@ def degrade_dataset(
             hq = read_image(hq_path)
             lq = read_image(lq_files[name]) if name in lq_files else None
             hq_out, lq_out = _make_one(task, p["scale"], p["sigma"], train, synthetic, name, hq, lq)
-            write_png(tmp / "HQ" / f"{name}.png", hq_out)
-            if lq_out is not None:
-                if lq_out.dtype == np.uint8:
-                    write_png(tmp / "LQ" / f"{name}.png", lq_out)
+            for sub, arr in (("HQ", hq_out), ("LQ", lq_out)):
+                if arr is None:
+                    continue
+                if train:
+                    write_train_array(tmp / sub / f"{name}.npy", arr)
+                elif arr.dtype == np.uint8:
+                    write_png(tmp / sub / f"{name}.png", arr)
                 else:
-                    write_array(tmp / "LQ" / f"{name}.npy", lq_out)
+                    write_array(tmp / sub / f"{name}.npy", arr)
         for f in sorted(tmp.rglob("*")):
             if f.is_file():
                 files[f.relative_to(tmp).as_posix()] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}

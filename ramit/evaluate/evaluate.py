@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from ramit.errors import DataError, RamitError
-from ramit.evaluate.inference import check_options, resolve_device, restore
+from ramit.evaluate.inference import check_options, describe_precision, precision_check, resolve_device, restore
 from ramit.evaluate.metrics import psnr_ssim, to_uint8
 from ramit.io import atomic_open, sha256_file, write_json
 from ramit.settings import Setting, parse_setting  # noqa: F401  (re-exported)
@@ -243,6 +243,9 @@ def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpo
     rows = score_pairs(net, pairs, st, save_images=save_images, crops_dir=crops_dir, crops=crops,
                        desc=f"{model} {st.key} {dataset}", **opts)
     result = _result(model, st, dataset, source, checkpoint, rows, time.perf_counter() - t0, opts)
+    if opts["precision"] != "fp32":  # the first image again in fp32: a reduced precision must not move the score
+        ref = score_pairs(net, pairs[:1], st, **{**opts, "precision": "fp32"}, desc="fp32 check")
+        result["precision_check"] = precision_check(rows[0].name, rows[0].psnr, ref[0].psnr, opts["precision"])
     _write_csv(out.with_suffix(".csv"), rows)
     write_json(out, result)
     return result
@@ -260,7 +263,7 @@ def _result(model, st, dataset, source, checkpoint, rows, seconds, opts) -> dict
         "n": len(rows), "psnr": _mean([r.psnr for r in rows]), "ssim": _mean([r.ssim for r in rows]),
         "seconds": round(seconds, 3), "device": dev.type, "host": host_info(dev),
         "protocol": {"y_channel": st.y_channel, "crop_border": st.crop_border, "ensemble": bool(opts["self_ensemble"]),
-                     "tile": opts["tile"], "precision": opts["precision"]},
+                     "tile": opts["tile"], **describe_precision(opts["precision"], dev)},
     }
 
 

@@ -3,14 +3,24 @@
 `<run>/ckpt/it00001000/` holds
 * `model.safetensors` - the module's own state dict (our names; the final `model.safetensors` of the
   run uses the official names through `ramit.models.save_weights`),
-* `trainer.pt` - optimizer state and every RNG state (python, numpy, torch CPU/CUDA); only tensors,
-  dicts, lists and numbers, so it loads with `torch.load(weights_only=True)`,
+* `trainer.pt` - optimizer state and the RNG states (python, numpy, torch CPU, and the CUDA generator
+  of the device this process trained on); only tensors, dicts, lists and numbers, so it loads with
+  `torch.load(weights_only=True)`,
 * `state.json` - iteration, epoch, stage, phase, elapsed seconds, the run's fingerprint,
 * `history.csv`, `val.csv` - the run's records up to this iteration (a resume restores them from here).
 
 A directory either is complete or does not exist under its final name, so a SIGKILL at any moment
 leaves the previous checkpoint usable. The data order needs no state: it is a function of the
 iteration (see `ramit.data.patches`).
+
+Nothing in the file depends on the world size or the device, so a checkpoint of a 2-GPU run resumes
+on 1 GPU, on the CPU, or the other way round. The RNG states matter only for random ops inside the
+training step (dropout, none of the project's models has any; model init happens before the resume
+and is overwritten by it). Rank 0 writes them and every rank restores them: all ranks are seeded alike
+and take the same random ops, so their generators agree. One CUDA state is kept, not one per visible
+GPU: the other devices' generators are never used by this process, and a per-device list ties the file
+to the machine (restoring a 2-entry list on a 1-GPU machine failed). Without CUDA the CUDA state is
+kept in the file but not applied; a CPU-saved state leaves the CUDA generator as seeded.
 """
 
 from __future__ import annotations
@@ -49,6 +59,11 @@ def latest(ckpt_dir: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
+def _cuda_in_use() -> bool:
+    # is_initialized, not is_available: a CPU run on a GPU machine must not create a CUDA context
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def rng_state() -> dict:
     np_state = np.random.get_state(legacy=False)
     return {
@@ -56,7 +71,7 @@ def rng_state() -> dict:
         "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": int(np_state["state"]["pos"]),
                   "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state() if _cuda_in_use() else None,  # the current device's generator
     }
 
 
@@ -67,8 +82,11 @@ def set_rng_state(s: dict) -> None:
     np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
                          "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
     torch.set_rng_state(s["torch"])
-    if s["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+    cuda = s.get("cuda")
+    if isinstance(cuda, (list, tuple)):  # older files: one state per visible GPU; rank 0 trained on the first
+        cuda = cuda[0] if cuda else None
+    if cuda is not None and _cuda_in_use():
+        torch.cuda.set_rng_state(cuda)  # onto this process's device, whatever its index
 
 
 def save(ckpt_dir: str | os.PathLike, it: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -68,6 +68,8 @@ def finish(run: "Run", st: "Resume", tracker) -> dict:
         "params": sum(t.numel() for t in run.net.parameters()),
         "weights_sha256": sha256_file(run.out / "model.safetensors"),
         "world_size": run.world, "device": str(run.dev), "torch": torch.__version__,
+        "peak_gpu_memory_mb": (round(torch.cuda.max_memory_allocated(run.dev) / 2**20, 1)
+                               if run.dev.type == "cuda" else None),
         "determinism": run.determinism, "stale_runs_moved_aside": st.stale,
         "tracking": {"active": tracker.active, "uri": tracking_uri(), "run_id": tracker.run_id,
                      "spooled": tracker.run_id is None and tracker.active},

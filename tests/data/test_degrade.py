@@ -98,13 +98,23 @@ def test_manifest_and_rerun_is_a_no_op(raw, tmp_path):
 
 
 def test_train_mode(raw, tmp_path):
+    # training sets are uint8 HxWxC .npy arrays (memory-mapped by the trainer), test sets stay PNG
     sr = degrade_dataset("x3", "EmbeddedTrain", data_dir=raw, out=tmp_path / "x3", train=True, registry=REGISTRY)
-    hq, lq = read_image(sr / "HQ" / "coffee.png"), read_image(sr / "LQ" / "coffee.png")
+    hq, lq = np.load(sr / "HQ" / "coffee.npy"), np.load(sr / "LQ" / "coffee.npy")
+    assert hq.dtype == lq.dtype == np.uint8
     assert hq.shape == (399, 600, 3) and lq.shape == (133, 200, 3) and np.array_equal(lq, imresize(hq, 1 / 3))
+    src = read_image(raw / "EmbeddedTrain" / "HR" / "coffee.png")
+    assert np.array_equal(hq, src[:399])
+    man = json.loads((sr / "manifest.json").read_text())
+    assert man["params"]["format"] == 2 and man["params"]["train"] is True
+    assert sorted(man["files"]) == sorted(p.relative_to(sr).as_posix() for p in sr.rglob("*.npy"))
+    assert all(sha256_file(sr / rel) == rec["sha256"] for rel, rec in man["files"].items())
+    assert not list(sr.rglob("*.png")) and not list(tmp_path.glob(".x3.tmp-*"))
     gdn = degrade_dataset("gdn", "EmbeddedTrain", data_dir=raw, out=tmp_path / "gdn", train=True, registry=REGISTRY)
-    assert not (gdn / "LQ").exists() and read_image(gdn / "HQ" / "coffee.png").shape == (400, 600, 1)
+    g = np.load(gdn / "HQ" / "coffee.npy")
+    assert not (gdn / "LQ").exists() and g.shape == (400, 600, 1) and np.array_equal(g, rgb2gray(src))
     dr = degrade_dataset("dr", "EmbeddedTrain", data_dir=raw, out=tmp_path / "dr", train=True, registry=REGISTRY)
-    a, b = read_image(dr / "LQ" / "ihc.png"), read_image(dr / "HQ" / "ihc.png")
+    a, b = np.load(dr / "LQ" / "ihc.npy"), np.load(dr / "HQ" / "ihc.npy")
     assert a.shape == b.shape and (a >= b).all() and (a != b).mean() > 0.01  # screen-blended streaks
     with pytest.raises(DataError, match="test set"):
         degrade_dataset("x2", "EmbeddedTest", data_dir=raw, out=tmp_path / "bad", train=True, registry=REGISTRY)

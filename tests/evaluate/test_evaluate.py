@@ -61,7 +61,8 @@ def test_json_follows_the_design_contract(evaluated):
     assert (on_disk["dataset"], on_disk["source"], on_disk["n"], on_disk["device"]) == ("Set5", "released", 5, "cpu")
     assert on_disk["checkpoint_sha256"] == sha256_file(ckpt)
     assert on_disk["protocol"] == {"y_channel": True, "crop_border": 2, "ensemble": False, "tile": None,
-                                   "precision": "fp32"}
+                                   "precision": "fp32", "autocast_dtype": None, "tf32_matmul": False,
+                                   "tf32_cudnn_conv": False}
     rows = _read_csv(out.with_suffix(".csv"))
     assert sorted(rows) == ["baby", "bird", "butterfly", "head", "woman"]
     assert on_disk["psnr"] == pytest.approx(np.mean([float(r["psnr"]) for r in rows.values()]), abs=1e-12)

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ramit.errors import RamitError
-from ramit.evaluate.inference import restore
+from ramit.evaluate.inference import (PrecisionWarning, describe_precision, precision_check, restore,
+                                     tf32_state)
 from ramit.evaluate.metrics import psnr, to_uint8
 
 
@@ -92,6 +93,73 @@ def test_bad_arguments_are_clear_errors():
         restore(m, x, tile=8, tile_overlap=8, device="cpu")
     with pytest.raises(RamitError, match="one image"):
         restore(m, torch.rand(2, 3, 8, 8), device="cpu")
+
+
+class RecordsTF32(nn.Module):
+    """Identity that notes the TF32 switches in force while it runs (and can fail on demand)."""
+
+    scale = 1
+    in_chans = 3
+
+    def __init__(self, fail=False):
+        super().__init__()
+        self.fail, self.seen = fail, []
+
+    def forward(self, x):
+        self.seen.append(tf32_state())
+        if self.fail:
+            raise ValueError("boom")
+        return x
+
+
+@pytest.fixture
+def tf32_allowed():
+    """Both TF32 switches on (what a user's `allow_tf32 = True` leaves), put back as found afterwards."""
+    from ramit.evaluate.inference import _tf32_apply, _tf32_set, _tf32_snapshot
+
+    saved = _tf32_snapshot()
+    _tf32_set(True)
+    yield
+    _tf32_apply(saved)
+
+
+def test_fp32_runs_with_tf32_off_and_restores_the_switches(tf32_allowed):
+    assert tf32_state() == {"tf32_matmul": True, "tf32_cudnn_conv": True}
+    m = RecordsTF32()
+    restore(m, torch.rand(1, 3, 8, 8), device="cpu", self_ensemble=True)
+    assert m.seen == [{"tf32_matmul": False, "tf32_cudnn_conv": False}] * 8
+    assert tf32_state() == {"tf32_matmul": True, "tf32_cudnn_conv": True}  # restored
+    with pytest.raises(ValueError, match="boom"):
+        restore(RecordsTF32(fail=True), torch.rand(1, 3, 8, 8), device="cpu")
+    assert tf32_state() == {"tf32_matmul": True, "tf32_cudnn_conv": True}  # restored on error too
+    rec = describe_precision("fp32", "cpu")
+    assert rec == {"precision": "fp32", "autocast_dtype": None, "tf32_matmul": False, "tf32_cudnn_conv": False}
+    assert describe_precision("bf16", "cpu")["autocast_dtype"] == "bfloat16"
+    assert describe_precision("tf32", "cpu")["tf32_cudnn_conv"] is True
+    assert tf32_state() == {"tf32_matmul": True, "tf32_cudnn_conv": True}
+    with pytest.raises(RamitError, match="only supported on CUDA"):
+        restore(m, torch.rand(1, 3, 8, 8), precision="tf32", device="cpu")
+
+
+def test_precision_check_warns_past_a_hundredth_of_a_db():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = precision_check("baby", 38.005, 38.000, "bf16")
+    assert ok["within_tolerance"] and ok["delta_db"] == pytest.approx(0.005) and ok["tolerance_db"] == 0.01
+    with pytest.warns(PrecisionWarning, match=r"fp16 changes the PSNR of 'baby' by -0\.0200 dB"):
+        bad = precision_check("baby", 37.98, 38.0, "fp16")
+    assert not bad["within_tolerance"] and bad["psnr_fp32"] == 38.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TF32 exists on CUDA only")
+def test_fp32_on_cuda_matches_the_cpu_without_tf32(tf32_allowed):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 64, 1), nn.GELU(), nn.Conv2d(64, 3, 3, padding=1))
+    x = torch.rand(1, 3, 64, 64)
+    cpu = restore(m, x, device="cpu")
+    assert (restore(m, x, device="cuda") - cpu).abs().max() < 1e-5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="half-precision autocast is CUDA-only")
