@@ -79,6 +79,17 @@ def _cuda_latency(model, x, runs: int, warmup: int, dtype: Optional[torch.dtype]
     return statistics.median(times)
 
 
+def paper_counts(model: nn.Module, input_size: tuple[int, int], macs: int) -> dict:
+    """Params and Mult-Adds as the model's own paper counted them (to compare with its printed numbers)."""
+    from ramit.models.complexity import counting_rule, paper_gmacs, paper_input_size, paper_params
+
+    size = paper_input_size(model)
+    # same rule and size as `macs` (RAMiT and the convolution-only baselines): no second count
+    same = getattr(model, "paper_convention", None) is None and tuple(size) == tuple(input_size)
+    return {"paper_params": paper_params(model), "paper_macs_input_size": list(size),
+            "paper_gmacs": round(macs / 1e9 if same else paper_gmacs(model), 3), "paper_counting": counting_rule(model)}
+
+
 def profile_model(model: nn.Module, input_size: tuple[int, int], device: str = "cpu", threads: int = 2,
                   runs: int = 5, latency: bool = True, warmup: int = 2) -> dict:
     """Params, MACs and (optionally) fp32/bf16 latency and peak memory for one [1, C, h, w] input."""
@@ -110,6 +121,7 @@ def profile_model(model: nn.Module, input_size: tuple[int, int], device: str = "
             result["peak_memory_method"] = "increase of process peak RSS (getrusage ru_maxrss) over the runs"
     result["macs"] = count_macs(model, (c, h, w))
     result["macs_method"] = MACS_METHOD
+    result.update(paper_counts(model, (h, w), result["macs"]))
     result["device"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     result["threads"] = threads if dev.type == "cpu" else None
     result["runs"] = runs if latency else 0

@@ -17,18 +17,21 @@ their test outputs (tests/models/test_baselines.py, against the golden tensors).
 | Retinexformer | lle | Cai et al. ICCV 2023, LOL-v1 configuration | Google Drive only |
 | PReNet | dr | Ren et al. CVPR 2019 | in the authors' repo |
 
-Complexity, ours in the papers' own counting conventions (`ramit.models.complexity.paper_params` /
-`paper_macs`; SR at the LR input of a 1280x720 output, other tasks at 256x256):
+Complexity. "report" = the rule applied to every model in the report (`complexity.count_macs`: ptflops
+aten, the forward as it runs incl. its own padding, attention matmuls and biases counted; SR at the LR
+input of a 1280x720 output, else 256x256). "paper" = counted the way the model's own paper did
+(`complexity.paper_params` / `paper_gmacs`, rule per model in `counting_rule`), to check against the
+printed number:
 
-| model | setting | params (ours = paper convention) | paper states | MACs paper convention (all) | paper states |
-|---|---|---|---|---|---|
-| SwinIR-light | x2 / x3 / x4 | 877,752 / 885,867 / 897,228 (910,152 / 918,267 / 929,628 with the bias tables) | 878K / 886K / 897K | 198.4 / 88.9 / 50.7 G (241 / 107 / 61 G) | 195.6 / 87.2 / 49.6 G |
-| IMDN | x2 / x3 / x4 | 694,404 / 703,059 / 715,176 | 694K / 703K / 715K | 159.2 / 71.5 / 41.0 G | 158.8 / 71.5 / 40.9 G |
-| Retinexformer | lle | 1,605,701 | 1.61M | 15.7 G (16.7 G) | 15.57 G |
-| PReNet | dr | 168,963 | 0.168M | 66.4 G | - |
-| DnCNN | cdn / gdn | 668,227 / 665,921 | - | 43.8 / 43.6 G | - |
-| DnCNN-S | gdn | 555,137 | 556K (BN unmerged) | 36.4 G | - |
-| SwinIR-M | cdn | 11,504,163 | 11.5M (table) | see profile | - |
+| model | setting | params (paper convention) | printed | GMACs report | GMACs paper convention | printed |
+|---|---|---|---|---|---|---|
+| SwinIR-light | x2 / x3 / x4 | 877,752 / 885,867 / 897,228 (all: 910,152 / 918,267 / 929,628) | 878K / 886K / 897K | 251.8 / 114.0 / 64.9 | 195.6 / 87.2 / 49.6 | 195.6 / 87.2 / 49.6 |
+| IMDN | x2 / x3 / x4 | 694,404 / 703,059 / 715,176 | 694K / 703K / 715K | 159.2 / 71.5 / 41.0 | 158.8 / 71.5 / 40.9 | 158.8 / 71.5 / 40.9 |
+| Retinexformer | lle | 1,605,701 | 1.61M | 16.67 | 15.57 (units of 2^30) | 15.57 |
+| PReNet | dr | 168,963 | 0.168M | 66.4 | - | - |
+| DnCNN (B) | cdn / gdn | 668,227 / 665,921 | - | 43.8 / 43.6 | - | - |
+| DnCNN-S | gdn | 555,137 (BN unmerged: 556,096) | "556K" in tables | 36.4 | - | - |
+| SwinIR-M | cdn / gdn | 11,455,563 cdn (all: 11,504,163 / 11,497,681) | - | 854.4 (cdn) | 788.1 (authors' formula) | 788.0 (issue #18) |
 
 Every model takes float32 `[B, C, h, w]` in [0, 1] units and returns `[B, C, h*s, w*s]`, unclamped; it
 owns its normalisation and padding (the authors' test-time path). Each carries `.scale`, `.in_chans`,
