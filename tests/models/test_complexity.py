@@ -103,3 +103,15 @@ def test_paper_counts_follow_each_models_convention():
     imdn = build_model("IMDN", "sr", scale=3)
     assert paper_input_size(imdn) == (240, 427)
     assert paper_gmacs(imdn) * 1e9 == count_macs(imdn, (3, 240, 427), bias=False)
+
+
+def test_profile_json_carries_the_paper_convention_counts():
+    from ramit.evaluate.profile import paper_counts
+
+    swinir = build_model("SwinIR-light", "sr", scale=2)
+    got = paper_counts(swinir, (360, 640), macs=1)
+    assert got["paper_params"] == 877_752 and got["paper_macs_input_size"] == [520, 368]
+    assert abs(got["paper_gmacs"] - 195.6) < 0.05 and "bias tables" in got["paper_counting"]
+    ramit = build_model("RAMiT-1", "sr", scale=2, depths=(1, 1, 1, 1))
+    # RAMiT's own rule is the report's: the count already made is reused, not repeated
+    assert paper_counts(ramit, (360, 640), macs=123_000_000_000)["paper_gmacs"] == 123.0
