@@ -141,7 +141,8 @@ def profile_cli(model: str, task: str, scale: Optional[int], size: Optional[str]
     lines = [f"{model} {task}" + (f" x{scale}" if scale else "") + f"  input {hw[0]}x{hw[1]} -> output "
              f"{hw[0] * s}x{hw[1] * s}  ({res['device']}, torch {res['torch']})",
              f"  params  {res['params']:,}",
-             f"  MACs    {res['macs'] / 1e9:.2f} G ({res['macs_method']}, attention matmuls included)"]
+             f"  MACs    {res['macs'] / 1e9:.2f} G ({res['macs_method']}, attention matmuls included)",
+             f"  paper   {res['paper_params']:,} params, {res['paper_gmacs']:.2f} G ({res['paper_counting']})"]
     if latency:
         lat = ", ".join(f"{k} {v:.1f} ms" for k, v in res["latency_ms"].items())
         where = f"{threads} threads" if res["threads"] else "CUDA events"
