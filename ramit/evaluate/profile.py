@@ -169,6 +169,17 @@ def latency_fields(model: nn.Module, x: torch.Tensor, runs: int, rule: Optional[
     }
 
 
+def paper_counts(model: nn.Module, input_size: tuple[int, int], macs: int) -> dict:
+    """Params and Mult-Adds as the model's own paper counted them (to compare with its printed numbers)."""
+    from ramit.models.complexity import counting_rule, paper_gmacs, paper_input_size, paper_params
+
+    size = paper_input_size(model)
+    # same rule and size as `macs` (RAMiT and the convolution-only baselines): no second count
+    same = getattr(model, "paper_convention", None) is None and tuple(size) == tuple(input_size)
+    return {"paper_params": paper_params(model), "paper_macs_input_size": list(size),
+            "paper_gmacs": round(macs / 1e9 if same else paper_gmacs(model), 3), "paper_counting": counting_rule(model)}
+
+
 def profile_model(model: nn.Module, input_size: tuple[int, int], device: str = "cpu", threads: int = 2,
                   runs: int = 5, latency: bool = True, warmup: Optional[int] = None) -> dict:
     """Params, MACs and (optionally) latency and peak memory for one [1, C, h, w] input.
@@ -197,6 +208,7 @@ def profile_model(model: nn.Module, input_size: tuple[int, int], device: str = "
         torch.set_num_threads(saved_threads)
     result["macs"] = count_macs(model, (c, h, w))
     result["macs_method"] = MACS_METHOD
+    result.update(paper_counts(model, (h, w), result["macs"]))
     result["device"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     result["threads"] = threads_used
     result.setdefault("runs", 0)
@@ -216,7 +228,8 @@ def profile_cli(model: str, task: str, scale: Optional[int], size: Optional[str]
     lines = [f"{model} {task}" + (f" x{scale}" if scale else "") + f"  input {hw[0]}x{hw[1]} -> output "
              f"{hw[0] * s}x{hw[1] * s}  ({res['device']}, torch {res['torch']})",
              f"  params  {res['params']:,}",
-             f"  MACs    {res['macs'] / 1e9:.2f} G ({res['macs_method']}, attention matmuls included)"]
+             f"  MACs    {res['macs'] / 1e9:.2f} G ({res['macs_method']}, attention matmuls included)",
+             f"  paper   {res['paper_params']:,} params, {res['paper_gmacs']:.2f} G ({res['paper_counting']})"]
     if latency:
         lat = ", ".join(f"{k} {v:.1f} ms (IQR {res['latency_iqr_ms'][k]:.1f})" for k, v in res["latency_ms"].items())
         where = "CUDA events" if str(device).startswith("cuda") else "perf_counter"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickletools
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +27,69 @@ def describe_model(model: nn.Module) -> str:
     return f"{name} {task} x{scale}" if task == "sr" else f"{name} {task}"
 
 
+# Globals a plain state_dict pickle may reference; anything else is an object the file wants to rebuild.
+_STATE_DICT_GLOBALS = ("torch.", "collections.", "_codecs.", "numpy.", "builtins.", "__builtin__.", "copyreg.")
+
+# What to use instead of a known pickled-module file: class name suffix -> hint.
+_STATE_DICT_RELEASES = {
+    "DnCNN": "for DnCNN sigma 25 use KAIR's state_dict release dncnn_25.pth "
+             "(https://github.com/cszn/KAIR/raw/master/model_zoo/dncnn_25.pth; `ramit fetch-weights dncnn_25.pth`, "
+             "model DnCNN-S, setting gdn_s25)",
+}
+
+
+def _pickle_streams(path: Path) -> list[bytes]:
+    """The pickle byte streams of a torch file (zip: data.pkl; legacy: the file itself), unexecuted."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return [z.read(n) for n in z.namelist() if n.endswith("data.pkl")]
+    return [path.read_bytes()]
+
+
+def pickled_globals(path: str | os.PathLike) -> list[str]:
+    """Every class/function a torch file's pickles name (`module.name`), read without unpickling.
+
+    A legacy file is several pickles in a row (magic, protocol, sys info, the object) followed by raw
+    storage bytes; the scan stops at the first stream that is not a pickle.
+    """
+    import io
+
+    found: list[str] = []
+    for data in _pickle_streams(Path(path)):
+        stream = io.BytesIO(data)
+        for _ in range(4):
+            strings: list[str] = []
+            try:
+                for op, arg, _pos in pickletools.genops(stream):
+                    if op.name == "GLOBAL":
+                        found.append(arg.replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+                    elif isinstance(arg, str):
+                        strings.append(arg)
+            except Exception:  # noqa: BLE001 - past the pickles: raw tensor bytes
+                break
+    return found
+
+
+def _pickled_module_error(path: Path) -> CheckpointError | None:
+    """The error for a file that pickles a whole nn.Module (or other object) instead of a state_dict."""
+    try:
+        names = pickled_globals(path)
+    except OSError:
+        return None
+    modules = [n for n in names if n.startswith("torch.nn.")]
+    if not modules:
+        return None  # some other foreign object: the generic "not a readable checkpoint" says enough
+    top = next((n for n in names if not n.startswith(_STATE_DICT_GLOBALS)), modules[0])
+    hint = next((h for suffix, h in _STATE_DICT_RELEASES.items() if top.endswith(suffix)),
+                "get the authors' state_dict release, or convert this file once where you trust it: "
+                "torch.save(torch.load(f, weights_only=False).state_dict(), 'weights.pth')")
+    return CheckpointError(
+        f"{path}: a whole pickled nn.Module (class {top}), not a state_dict; loading it would run code "
+        f"stored in the file, so it is refused (weights_only=True). Instead, {hint}")
+
+
 def _shape(t) -> str:
     return "[" + ",".join(str(s) for s in t.shape) + "]"
 
@@ -42,6 +107,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, text file, foreign pickle: all "not a checkpoint" to the user
+        module_error = _pickled_module_error(path) if not path.suffix == ".safetensors" else None
+        if module_error is not None:
+            raise module_error from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     while isinstance(obj, Mapping):
         inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)

@@ -76,3 +76,50 @@ def test_containers_prefixes_and_safetensors_roundtrip(tmp_path):
     torch.save(partial, tmp_path / "partial.pth")
     with pytest.raises(CheckpointError, match="'to_target.final_conv.bias' .* missing"):
         load_weights(dst, tmp_path / "partial.pth")
+
+
+# ----------------------------------------------------------------------------- pickled modules
+
+CSZN_DNCNN = "baselines/DnCNN/TrainingCodes/dncnn_pytorch/models/DnCNN_sigma25/model.pth"
+
+
+def test_pickled_module_is_refused_with_one_clear_error(checkpoints_mirror):
+    # cszn/DnCNN's released model.pth is a whole nn.Module pickled from __main__ (PyTorch 0.4.1)
+    path = checkpoints_mirror / CSZN_DNCNN
+    with pytest.raises(CheckpointError) as e:
+        load_weights(build_model("DnCNN-S", "gdn"), path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: a whole pickled nn.Module (class __main__.DnCNN), not a state_dict")
+    assert "weights_only=True" in msg
+    assert "https://github.com/cszn/KAIR/raw/master/model_zoo/dncnn_25.pth" in msg and "\n" not in msg
+    # and the state_dict release it points to does load into the model it names
+    load_weights(build_model("DnCNN-S", "gdn"), checkpoints_mirror / "baselines" / "dncnn_25.pth")
+
+
+def test_pickled_module_of_any_class_gets_the_generic_advice(tmp_path):
+    path = tmp_path / "whole.pth"
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3)), path)  # zip format, torch.nn classes only
+    with pytest.raises(CheckpointError, match=r"pickled nn.Module \(class torch.nn.modules.container.Sequential\)"
+                                              r".*state_dict\(\)"):
+        load_weights(build_model("DnCNN-S", "gdn"), path)
+
+
+class _Touch:
+    """Unpickling this object would create `marker`: it must never be unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_foreign_pickles_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": _Touch(str(marker))}, path)
+    with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint"):
+        load_weights(build_model("DnCNN-S", "gdn"), path)
+    assert not marker.exists()

@@ -180,11 +180,12 @@ def test_duplicate_reference_is_an_error(tree):
         build(tree)
 
 
-def test_shipped_reference_file_is_valid_and_empty():
+def test_shipped_reference_file_is_valid():
     from ramit.report.tables import load_references
 
     path = Path(__file__).resolve().parents[2] / "params/reference_results.yaml"
-    assert load_references(path) == {}
+    refs = load_references(path)  # the baselines' published numbers (RAMiT's tables were not recovered)
+    assert refs and all(r.citation for r in refs.values())
 
 
 def test_profile_and_corrupt_files_do_not_break_the_report(tree):

@@ -1,16 +1,24 @@
 """DnCNN (Zhang et al., "Beyond a Gaussian Denoiser: Residual Learning of Deep CNN for Image Denoising",
-IEEE TIP 2017, arXiv 1608.03981), written from the paper's description.
+IEEE TIP 2017, arXiv 1608.03981), written from the paper's description; module names follow KAIR's
+released state_dicts (cszn/KAIR `model_zoo/dncnn_25.pth` loads strictly and reproduces its output).
 
 Structure (paper Fig. 1): layer 1 Conv(3x3, c -> 64) + ReLU; layers 2..D-1 Conv(3x3, 64 -> 64) + BN +
-ReLU; layer D Conv(3x3, 64 -> c). Residual learning: the network predicts the noise and the output is
-`x - net(x)`. Depth 17 (the paper's DnCNN-S setting; the paper uses 20 for its blind DnCNN-B/CDnCNN-B,
-`depth` is a constructor argument). No normalisation of the input; no padding (zero-padded convs keep
-the size), any size >= 1x1 works.
+ReLU; layer D Conv(3x3, 64 -> c). Residual learning: the network predicts the noise, the output is
+`x - net(x)`. No input normalisation, no padding (zero-padded convs keep the size); any size >= 1x1.
 
-Convs carry no bias (`bias=False`, BN follows every inner conv), which gives 556,032 parameters for gray
-input (558,336 for colour): the "556K" that lightweight-denoising comparison tables cite for DnCNN. The
-DnCNN paper itself states no parameter count. Note: BN makes a batch in train mode depend on its other
-images; in eval mode images are independent.
+Layout: KAIR's `act_mode='R'`, in which every batch norm has been merged into the conv before it (so
+every conv has a bias and there is no BN): one flat Sequential `model`, convs at the even indices
+`model.{2k}`, ReLUs at the odd ones. This is the form all of KAIR's DnCNN weights are released in.
+
+Which DnCNN (the paper trains two kinds):
+* `DnCNN` (build_model name; tasks cdn/gdn) is DnCNN-B / CDnCNN-B, the blind model: depth 20, one
+  network for all noise levels, the setting RAMiT's blind denoisers are compared in. Released by KAIR
+  as `dncnn_color_blind.pth` (668,227 params) and `dncnn_gray_blind.pth` (665,921).
+* `DnCNN-S` (task gdn) is the non-blind gray model of one noise level: depth 17, KAIR's
+  `dncnn_{15,25,50}.pth` (555,137 params); registered for the one setting it was trained for.
+The original DnCNN-S (BN not merged, only the first conv with a bias; cszn/DnCNN's PyTorch port) has
+556,096 parameters, the "556K" comparison tables cite; the merged form has 555,137 (a bias per conv
+instead of a BN scale/shift pair per inner layer).
 """
 
 from __future__ import annotations
@@ -19,18 +27,17 @@ from torch import Tensor, nn
 
 
 class DnCNN(nn.Module):
-    def __init__(self, in_chans: int = 1, depth: int = 17, num_features: int = 64, bias: bool = False):
+    def __init__(self, in_chans: int = 1, depth: int = 20, num_features: int = 64):
         super().__init__()
-        self.scale, self.in_chans = 1, in_chans
-        layers: list[nn.Module] = [nn.Conv2d(in_chans, num_features, 3, 1, 1, bias=bias), nn.ReLU(inplace=True)]
-        for _ in range(depth - 2):
-            layers += [
-                nn.Conv2d(num_features, num_features, 3, 1, 1, bias=bias),
-                nn.BatchNorm2d(num_features),
-                nn.ReLU(inplace=True),
-            ]
-        layers.append(nn.Conv2d(num_features, in_chans, 3, 1, 1, bias=bias))
-        self.body = nn.Sequential(*layers)
+        self.scale, self.in_chans, self.depth = 1, in_chans, depth
+        layers: list[nn.Module] = []
+        for k in range(depth):
+            cin = in_chans if k == 0 else num_features
+            cout = in_chans if k == depth - 1 else num_features
+            layers.append(nn.Conv2d(cin, cout, 3, 1, 1, bias=True))
+            if k < depth - 1:
+                layers.append(nn.ReLU(inplace=True))
+        self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x - self.body(x)
+        return x - self.model(x)

@@ -24,10 +24,16 @@ def _mirror_index(n: int, total: int, mode: str, device: torch.device) -> Tensor
     raise ValueError(f"padding mode must be 'symmetric' or 'reflect', got {mode!r}")
 
 
-def pad_to_multiple(x: Tensor, multiple: int, mode: str = "symmetric") -> Tensor:
-    """Pad the last two axes of `x` at the bottom/right so that both become multiples of `multiple`."""
+def pad_to_multiple(x: Tensor, multiple: int, mode: str = "symmetric", always: bool = False) -> Tensor:
+    """Pad the last two axes of `x` at the bottom/right so that both become multiples of `multiple`.
+
+    `always=True` pads to the NEXT multiple, i.e. a full `multiple` rows/columns on a side that already
+    is one (SwinIR's test script does this: 48 -> 56 with window 8).
+    """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
+    if always:
+        ph, pw = ph or multiple, pw or multiple
     if ph:
         x = x.index_select(-2, _mirror_index(h, h + ph, mode, x.device))
     if pw:

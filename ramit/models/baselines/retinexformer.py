@@ -1,5 +1,7 @@
 """Retinexformer (Cai et al., "Retinexformer: One-stage Retinex-based Transformer for Low-light Image
-Enhancement", ICCV 2023, arXiv 2303.06705), written from the paper's description.
+Enhancement", ICCV 2023, arXiv 2303.06705), written from the paper's description; module names follow
+the authors' state_dict (caiyuanhao1998/Retinexformer, LOL-v1 configuration: everything under
+`body.0.{estimator,denoiser}`; the 122 keys, shapes and order match the authors' key list).
 
 Why this LLE baseline: it is a lightweight (1.61M params, 15.57 GFLOPs at 256x256 as stated in the
 paper's Table 1), single-stage, transformer-based enhancer trained and evaluated on LOL-type paired data,
@@ -21,7 +23,11 @@ One-stage Retinex framework (paper Fig. 2, Eq. 2-5):
   with a learned per-head scale s_h; out = proj(A v) + PE(v), PE = depth-wise 3x3 conv, GELU, depth-wise
   3x3 conv.
 * FFN: 1x1 conv to 4x, GELU, depth-wise 3x3, GELU, 1x1 conv back.
-Parameters: 1,605,701 (paper: 1.61M).
+Parameters: 1,605,701 (paper: 1.61M). Released weights (`LOL_v1.pth`) are on Google Drive / Baidu only.
+
+Counting convention: the paper's 15.57 G (256x256) is an fvcore-style count (no bias additions, the
+attention matmuls included, 5 ops per LayerNorm element) divided by 2^30, as the authors' `my_summary`
+helper reports: 15.57 here too; 16.67 G (1e9) by the report's rule.
 
 No input normalisation ([0, 1] RGB, as the authors' code). Padding: the two stride-2 levels need sizes
 divisible by 4; the input is reflect-padded bottom/right to a multiple of 4 as the authors' test script
@@ -35,7 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ramit.models.complexity import PaperConvention
+
 from .padding import pad_to_multiple
+
+# The paper's "15.57 G" (256x256) is an fvcore-style count divided by 2^30.
+PAPER_CONVENTION = PaperConvention(
+    rule="all parameters; fvcore-style MACs (no bias additions, attention included, 5 per LayerNorm "
+         "element) at 256x256, in units of 2^30",
+    bias=False, layer_norm_ops=5, giga=2.0**30)
 
 
 class IlluminationEstimator(nn.Module):
@@ -105,84 +119,107 @@ class FeedForward(nn.Module):
         return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-class IGABLayer(nn.Module):
-    def __init__(self, dim: int, dim_head: int, heads: int, ffn_mult: int = 4):
-        super().__init__()
-        self.attn = IGMSA(dim, dim_head, heads)
-        self.norm = nn.LayerNorm(dim)
-        self.ffn = FeedForward(dim, ffn_mult)
+class PreNorm(nn.Module):
+    """LayerNorm, then `fn` (the authors declare `fn` first, so its keys precede `norm`'s)."""
 
-    def forward(self, x: Tensor, illu: Tensor) -> Tensor:
-        x = x + self.attn(x, illu)
-        return x + self.ffn(self.norm(x))
+    def __init__(self, dim: int, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(self.norm(x))
 
 
 class IGAB(nn.Module):
-    """Illumination-guided attention block; feature maps [B, C, H, W] in and out."""
+    """Illumination-guided attention block; feature maps [B, C, H, W] in and out.
+
+    `blocks.{j}` = [IG-MSA, PreNorm(FFN)]: `x = x + IG-MSA(x, F_lu)`, `x = x + FFN(LN(x))`.
+    """
 
     def __init__(self, dim: int, num_blocks: int, dim_head: int, heads: int):
         super().__init__()
-        self.blocks = nn.ModuleList(IGABLayer(dim, dim_head, heads) for _ in range(num_blocks))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([IGMSA(dim, dim_head, heads), PreNorm(dim, FeedForward(dim))]) for _ in range(num_blocks)
+        )
 
     def forward(self, x: Tensor, illu: Tensor) -> Tensor:
         x, illu = x.permute(0, 2, 3, 1), illu.permute(0, 2, 3, 1)
-        for blk in self.blocks:
-            x = blk(x, illu)
+        for attn, ffn in self.blocks:
+            x = x + attn(x, illu)
+            x = x + ffn(x)
         return x.permute(0, 3, 1, 2)
 
 
-class EncoderLevel(nn.Module):
-    def __init__(self, dim: int, num_blocks: int, dim_head: int):
-        super().__init__()
-        self.igab = IGAB(dim, num_blocks, dim_head, dim // dim_head)
-        self.fea_down = nn.Conv2d(dim, dim * 2, 4, 2, 1, bias=False)
-        self.illu_down = nn.Conv2d(dim, dim * 2, 4, 2, 1, bias=False)
-
-
-class DecoderLevel(nn.Module):
-    def __init__(self, dim: int, num_blocks: int, dim_head: int):
-        super().__init__()
-        self.up = nn.ConvTranspose2d(dim * 2, dim, 2, 2)
-        self.fusion = nn.Conv2d(dim * 2, dim, 1, bias=False)
-        self.igab = IGAB(dim, num_blocks, dim_head, dim // dim_head)
-
-
 class IlluminationGuidedTransformer(nn.Module):
-    """The corruption restorer: a U-shaped IGT; output = mapping(features) + lit-up input."""
+    """The corruption restorer (the authors' `denoiser`): a U-shaped IGT; output = mapping(features) + input.
+
+    `encoder_layers.{i}` = [IGAB, feature down (4x4 s2), illumination down (4x4 s2)];
+    `decoder_layers.{i}` = [up (2x2 transposed, s2), 1x1 fusion of the skip, IGAB].
+    """
 
     def __init__(self, in_chans: int, out_chans: int, dim: int, num_blocks: tuple[int, ...]):
         super().__init__()
         levels = len(num_blocks) - 1
         self.embedding = nn.Conv2d(in_chans, dim, 3, 1, 1, bias=False)
-        self.encoder = nn.ModuleList(EncoderLevel(dim * 2**i, num_blocks[i], dim) for i in range(levels))
+        self.encoder_layers = nn.ModuleList()
+        for i in range(levels):
+            d = dim * 2**i
+            self.encoder_layers.append(nn.ModuleList([
+                IGAB(d, num_blocks[i], dim, d // dim),
+                nn.Conv2d(d, d * 2, 4, 2, 1, bias=False),
+                nn.Conv2d(d, d * 2, 4, 2, 1, bias=False),
+            ]))
         self.bottleneck = IGAB(dim * 2**levels, num_blocks[-1], dim, 2**levels)
-        self.decoder = nn.ModuleList(
-            DecoderLevel(dim * 2**i, num_blocks[i], dim) for i in reversed(range(levels))
-        )
+        self.decoder_layers = nn.ModuleList()
+        for i in reversed(range(levels)):
+            d = dim * 2**i
+            self.decoder_layers.append(nn.ModuleList([
+                nn.ConvTranspose2d(d * 2, d, 2, 2),
+                nn.Conv2d(d * 2, d, 1, bias=False),
+                IGAB(d, num_blocks[i], dim, d // dim),
+            ]))
         self.mapping = nn.Conv2d(dim, out_chans, 3, 1, 1, bias=False)
 
     def forward(self, x: Tensor, illu: Tensor) -> Tensor:
         fea = self.embedding(x)
         skips = []
-        for level in self.encoder:
-            fea = level.igab(fea, illu)
+        for igab, fea_down, illu_down in self.encoder_layers:
+            fea = igab(fea, illu)
             skips.append((fea, illu))
-            fea, illu = level.fea_down(fea), level.illu_down(illu)
+            fea, illu = fea_down(fea), illu_down(illu)
         fea = self.bottleneck(fea, illu)
-        for level in self.decoder:
+        for up, fusion, igab in self.decoder_layers:
             skip, illu = skips.pop()
-            fea = level.fusion(torch.cat([level.up(fea), skip], dim=1))
-            fea = level.igab(fea, illu)
+            fea = fusion(torch.cat([up(fea), skip], dim=1))
+            fea = igab(fea, illu)
         return self.mapping(fea) + x
 
 
+class RetinexformerStage(nn.Module):
+    """One-stage Retinex: light the image up with the estimated map, then restore the lit-up image."""
+
+    def __init__(self, in_chans: int, out_chans: int, dim: int, num_blocks: tuple[int, ...], estimator_kernel: int):
+        super().__init__()
+        self.estimator = IlluminationEstimator(dim, in_chans, in_chans, estimator_kernel)
+        self.denoiser = IlluminationGuidedTransformer(in_chans, out_chans, dim, num_blocks)
+
+    def forward(self, img: Tensor) -> Tensor:
+        light_up_fea, light_up_map = self.estimator(img)
+        lit = img * light_up_map + img
+        return self.denoiser(lit, light_up_fea)
+
+
 class Retinexformer(nn.Module):
+    paper_convention = PAPER_CONVENTION
+
     def __init__(
         self,
         in_chans: int = 3,
         out_chans: int | None = None,
         dim: int = 40,
         num_blocks: tuple[int, ...] = (1, 2, 2),
+        stages: int = 1,
         estimator_kernel: int = 5,
         pad_mode: str = "reflect",
     ):
@@ -190,8 +227,9 @@ class Retinexformer(nn.Module):
         out_chans = in_chans if out_chans is None else out_chans
         self.scale, self.in_chans, self.out_chans, self.pad_mode = 1, in_chans, out_chans, pad_mode
         self.multiple = 2 ** (len(num_blocks) - 1)
-        self.estimator = IlluminationEstimator(dim, in_chans, in_chans, estimator_kernel)
-        self.denoiser = IlluminationGuidedTransformer(in_chans, out_chans, dim, tuple(num_blocks))
+        self.body = nn.Sequential(*(
+            RetinexformerStage(in_chans, out_chans, dim, tuple(num_blocks), estimator_kernel) for _ in range(stages)
+        ))
         self.apply(self._init_weights)
 
     @staticmethod
@@ -207,6 +245,4 @@ class Retinexformer(nn.Module):
     def forward(self, img: Tensor) -> Tensor:
         h, w = img.shape[-2:]
         img = pad_to_multiple(img, self.multiple, self.pad_mode)
-        light_up_fea, light_up_map = self.estimator(img)
-        lit = img * light_up_map + img
-        return self.denoiser(lit, light_up_fea)[..., :h, :w]
+        return self.body(img)[..., :h, :w]
