@@ -155,7 +155,7 @@ def fetch_weights(
 @app.command()
 @_fail_cleanly
 def evaluate(
-    model: str = typer.Option(..., help="Model name."),
+    model: Optional[str] = typer.Option(None, help="Model name."),
     setting: Optional[str] = typer.Option(None, help="Setting key: x2, cdn_s25, gdn_s50, lle, dr, ..."),
     data: Optional[Path] = typer.Option(None, help="A `ramit degrade` output directory."),
     out: Optional[Path] = typer.Option(None, help="Per-dataset JSON; the per-image CSV goes beside it."),
@@ -169,12 +169,16 @@ def evaluate(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     plan: Optional[Path] = typer.Option(None, help=PLAN_HELP + " Scores every test set and setting of --key."),
     key: Optional[str] = typer.Option(None, help="With --plan: the model key (x2, ..., cdn, ...)."),
+    released: Optional[str] = typer.Option(None, help="With --plan: the released checkpoint file to score "
+                                                      "(params/checkpoints.yaml), instead of --model/--key."),
 ):
     """Score one model on one degraded test set with the authors' protocol."""
     if plan is not None:
-        _require(key=key)
+        if released is not None:
+            return _plan_stage(plan, f"evaluate-released-{released.removesuffix('.pth')}")
+        _require(model=model, key=key)
         return _plan_stage(plan, f"evaluate-{source}-{model}-{key}")
-    _require(setting=setting, data=data, out=out)
+    _require(model=model, setting=setting, data=data, out=out)
     from ramit.evaluate.evaluate import evaluate_cli
 
     evaluate_cli(model=model, setting=setting, data=data, out=out, checkpoint=checkpoint, source=source,

@@ -43,7 +43,7 @@ from ramit.io import atomic_open, sha256_file, write_json
 from ramit.settings import Setting, parse_setting  # noqa: F401  (re-exported)
 
 PARENT_RUN_ENV = "RAMIT_MLFLOW_PARENT_RUN_ID"
-NON_LEARNED = frozenset({"Bicubic", "Identity"})
+from ramit.models.names import NON_LEARNED  # noqa: E402  (re-exported)
 
 
 @dataclass

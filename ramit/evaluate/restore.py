@@ -70,8 +70,7 @@ def find_checkpoint(model: str, task: str, scale: Optional[int], *, runs: Path =
         return tried[0]
     released = None
     for c in load_registry(registry).checkpoints:
-        # `model` is the registry's build_model name where entries carry one; `variant` before that.
-        if (getattr(c, "model", None) or c.variant) == model and getattr(c, "model_key", None) == key:
+        if c.model == model and c.model_key == key:
             released = c.file
             tried.append(Path(weights) / c.file)
             if tried[-1].is_file():

@@ -13,8 +13,10 @@ BASELINE_TASKS: dict[str, tuple[str, ...]] = {
     "Bicubic": ("sr",),
     "Identity": ("cdn", "gdn", "lle", "dr"),
     "SwinIR-light": ("sr", "cdn", "gdn"),
+    "SwinIR-M": ("cdn", "gdn"),
     "IMDN": ("sr",),
     "DnCNN": ("cdn", "gdn"),
+    "DnCNN-S": ("gdn",),
     "Retinexformer": ("lle",),
     "PReNet": ("dr",),
 }
@@ -23,7 +25,8 @@ NON_LEARNED: frozenset[str] = frozenset({"Bicubic", "Identity"})
 
 # The module defining each baseline (a test checks it against the built model's class).
 _BASELINE_MODULES = {"Bicubic": "nonlearned", "Identity": "nonlearned", "SwinIR-light": "swinir",
-                     "IMDN": "imdn", "DnCNN": "dncnn", "Retinexformer": "retinexformer", "PReNet": "prenet"}
+                     "SwinIR-M": "swinir", "IMDN": "imdn", "DnCNN": "dncnn", "DnCNN-S": "dncnn",
+                     "Retinexformer": "retinexformer", "PReNet": "prenet"}
 
 RAMIT_FILES = ["ramit/models/ramit.py", "ramit/models/variants.py", "ramit/models/variants.yaml"]
 

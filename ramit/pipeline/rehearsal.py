@@ -245,8 +245,7 @@ def build_checkpoints(raw: dict, proj: Path, mirror: Path) -> None:
     for c in reg["checkpoints"]:
         if c["file"] not in wanted:
             continue
-        model = c.get("model") or c["variant"]
-        key = c.get("model_key") or (f"x{c['scale']}" if c["task"] == "sr" else c["task"])
+        model, key = c["model"], c["model_key"]
         torch.manual_seed(0)
         net = build_model(model, key_task(key), scale=key_scale(key))
         path = mirror / c["relpath"]

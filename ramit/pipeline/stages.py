@@ -9,7 +9,8 @@ takes effect without regenerating `dvc.yaml`, and Snakemake and DVC cannot disag
     degrade-<setting>-<Dataset>          <root>/data/degraded/<setting>/<Dataset>/
     degrade-train-<key>-<Dataset>        <root>/data/degraded/train/<key>/<Dataset>/
     train-<model>-<key>                  <root>/runs/<model>/<key>/{model.safetensors,summary.json,...}
-    evaluate-<source>-<model>-<key>      <root>/results/<source>/<model>/<key>.json (+ <key>/ per image)
+    evaluate-trained-<model>-<key>       <root>/results/trained/<model>/<key>.json (+ <key>/<setting>/...)
+    evaluate-released-<file>             <root>/results/released/<model>/<file>.json (+ <file>/<setting>/...)
     profile-<model>-<key>                <root>/results/profile/<model>/<key>.json
     fetch-weights-<file>                 <root>/weights/released/<file>
     report / report-released             <root>/reports/ / <root>/reports/released/
@@ -173,12 +174,15 @@ class _Builder:
         return f"{run}/model.safetensors"
 
     # ---- evaluation
-    def evaluate(self, source: str, model: str, key: str, datasets: list[str], checkpoint: Optional[str],
-                 settings: list[str]) -> str:
+    def evaluate(self, source: str, model: str, key: str, data_sets: dict[str, list[str]],
+                 checkpoint: Optional[str], release: Optional[str] = None) -> str:
+        """One model at one key on `data_sets` ({setting: [datasets]}); a released checkpoint is its
+        own stage (several files can serve one model and key, e.g. one per noise level)."""
         p, ev = self.plan, self.plan.evaluate
         base = model.removesuffix("+")
-        out = p.path("results", source, model, key)
-        data = {s: {d: self.degrade(s, d) for d in datasets} for s in settings}
+        sid = release.removesuffix(".pth") if release else key
+        out = p.path("results", source, model, sid)
+        data = {s: {d: self.degrade(s, d) for d in ds} for s, ds in data_sets.items()}
         spec = {"source": source, "model": model, "base_model": base, "key": key, "data": data,
                 "checkpoint": checkpoint, "device": ev.device, "precision": ev.precision, "tile": ev.tile,
                 "self_ensemble": model.endswith("+"), "save_images": ev.save_images, "crops": ev.crops,
@@ -186,11 +190,12 @@ class _Builder:
         task = key_task(key)
         keys = ["evaluate", f"test_data.{task}"] if source == "trained" else ["evaluate", f"released.test_data.{task}"]
         keys += ["sigmas"] if task in DENOISING else []
+        ids = ["--released", release] if release else ["--source", source, "--model", model, "--key", key]
         deps = [d for per in data.values() for d in per.values()] + ([checkpoint] if checkpoint else [])
-        self.add(Stage(f"evaluate-{source}-{model}-{key}", "evaluate",
-                       self.ramit("evaluate", "--source", source, "--model", model, "--key", key), spec,
-                       deps=deps, code=source_files(base) + CODE["evaluate"], params={self.plan_file: keys},
-                       outs=[out], metrics=[f"{out}.json"], gpus=int(ev.device == "cuda")))
+        self.add(Stage(f"evaluate-{source}-{sid if release else f'{model}-{key}'}", "evaluate",
+                       self.ramit("evaluate", *ids), spec, deps=deps, code=source_files(base) + CODE["evaluate"],
+                       params={self.plan_file: keys}, outs=[out], metrics=[f"{out}.json"],
+                       gpus=int(ev.device == "cuda")))
         return f"{out}.json"
 
     def profile(self, model: str, key: str) -> str:
@@ -233,13 +238,6 @@ def _recipe_workers(recipe: str) -> int:
     return int(read_yaml(recipe).get("num_workers") or 0)
 
 
-def released_entry(builder: _Builder, file: str):
-    """(model, model key, settings or None) of a released checkpoint, from the registry."""
-    c = builder.checkpoints.get(file)
-    model = getattr(c, "model", None) or c.variant
-    return model, c.model_key, getattr(c, "settings", None)
-
-
 def expand_stages(plan: RunPlan, plan_file: str = "params/run.yaml") -> list[Stage]:
     """Every stage of the plan in a stable order; the `released` target's own stages are flagged."""
     b = _Builder(plan, plan_file)
@@ -249,9 +247,9 @@ def expand_stages(plan: RunPlan, plan_file: str = "params/run.yaml") -> list[Sta
             ckpt = b.train(model, key) if mp.trained else None
             if plan.profile.enabled:
                 trained.append(b.profile(model, key))
-            datasets, settings = plan.test_data[key_task(key)], key_settings(key, plan.sigmas)
+            sets = {st: plan.test_data[key_task(key)] for st in key_settings(key, plan.sigmas)}
             for name in [model] + ([f"{model}+"] if model in plan.evaluate.self_ensemble else []):
-                trained.append(b.evaluate("trained", name, key, datasets, ckpt, settings))
+                trained.append(b.evaluate("trained", name, key, sets, ckpt))
             if mp.trained:
                 run = plan.path("runs", model, key)
                 trained += [f"{run}/history.csv", f"{run}/summary.json", f"{run}/val.csv"]
@@ -260,15 +258,16 @@ def expand_stages(plan: RunPlan, plan_file: str = "params/run.yaml") -> list[Sta
 
     released: list[str] = []
     for file in plan.released.checkpoints:
-        model, key, only = released_entry(b, file)
-        datasets = plan.released.test_data.get(key_task(key), [])
-        if not datasets:
+        c = b.checkpoints.get(file)
+        sets = {st: [d for d in plan.released.test_data.get(c.task, []) if c.covers(st, d)]
+                for st in c.setting_keys(plan.sigmas)}
+        sets = {st: ds for st, ds in sets.items() if ds}
+        if not sets:
             continue
-        settings = [s for s in key_settings(key, plan.sigmas) if only is None or s in only]
         ckpt = b.fetch_weights(file)
         if plan.profile.enabled:
-            released.append(b.profile(model, key))
-        released.append(b.evaluate("released", model, key, datasets, ckpt, settings))
+            released.append(b.profile(c.model, c.model_key))
+        released.append(b.evaluate("released", c.model, c.model_key, sets, ckpt, release=file))
     if released:
         b.report("released", released)
     # what only the released evaluations need (checkpoints, real test sets) is the `released` target;

@@ -113,15 +113,12 @@ def registry_weights(registry) -> dict:
     """(model, model key) -> settings the released checkpoint is valid for (None: every setting of its key)."""
     out = {}
     for c in registry.checkpoints:
-        # Entries are gaining `model` (the build_model name) and `settings`; `variant` is the older field.
-        model = getattr(c, "model", None) or c.variant
-        settings = getattr(c, "settings", None)
-        out[(model, c.model_key)] = set(settings) if settings else None
+        out[(c.model, c.model_key)] = set(c.settings) if c.settings else None
     return out
 
 
 def _file_map(registry) -> dict:
-    return {c.file: (getattr(c, "model", None) or c.variant, c.model_key) for c in registry.checkpoints}
+    return {c.file: (c.model, c.model_key) for c in registry.checkpoints}
 
 
 def expectations(plan: Optional[RunPlan], registry) -> Expectations:

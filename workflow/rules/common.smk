@@ -10,8 +10,8 @@ wildcard_constraints:
     setting="[^/]+",
     key="x2|x3|x4|cdn|gdn|lle|dr",
     model="[^/]+",
-    source="trained|released",
     file="[^/]+",
+    release="[^/]+",
 
 
 def stage_of(name_pattern):

@@ -3,21 +3,39 @@
 
 rule evaluate:
     input:
-        unpack(stage_inputs("evaluate-{source}-{model}-{key}")),
+        unpack(stage_inputs("evaluate-trained-{model}-{key}")),
     output:
-        scores=ROOT + "results/{source}/{model}/{key}.json",
-        details=directory(ROOT + "results/{source}/{model}/{key}"),
+        scores=ROOT + "results/trained/{model}/{key}.json",
+        details=directory(ROOT + "results/trained/{model}/{key}"),
     log:
-        ROOT + "logs/evaluate/{source}/{model}/{key}.log",
+        ROOT + "logs/evaluate/trained/{model}/{key}.log",
     benchmark:
-        ROOT + "logs/evaluate/{source}/{model}/{key}.benchmark.tsv"
+        ROOT + "logs/evaluate/trained/{model}/{key}.benchmark.tsv"
     params:
         plan=PLAN_FILE,
     resources:
-        gpu=stage_gpus("evaluate-{source}-{model}-{key}"),
+        gpu=stage_gpus("evaluate-trained-{model}-{key}"),
     shell:
-        "ramit evaluate --plan {params.plan} --source {wildcards.source} --model {wildcards.model} "
-        "--key {wildcards.key} > {log} 2>&1"
+        "ramit evaluate --plan {params.plan} --source trained --model {wildcards.model} --key {wildcards.key} "
+        "> {log} 2>&1"
+
+
+rule evaluate_released:
+    input:
+        unpack(stage_inputs("evaluate-released-{release}")),
+    output:
+        scores=ROOT + "results/released/{model}/{release}.json",
+        details=directory(ROOT + "results/released/{model}/{release}"),
+    log:
+        ROOT + "logs/evaluate/released/{release}.log",
+    benchmark:
+        ROOT + "logs/evaluate/released/{release}.benchmark.tsv"
+    params:
+        plan=PLAN_FILE,
+    resources:
+        gpu=stage_gpus("evaluate-released-{release}"),
+    shell:
+        "ramit evaluate --plan {params.plan} --released {wildcards.release}.pth > {log} 2>&1"
 
 
 rule profile:

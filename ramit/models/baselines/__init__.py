@@ -43,6 +43,8 @@ from __future__ import annotations
 from torch import nn
 
 from ramit.config import ConfigError
+from ramit.models.names import BASELINE_NAMES, BASELINE_TASKS  # the one list of names and their tasks
+from ramit.settings import SR_SCALES
 
 from .dncnn import DnCNN
 from .imdn import IMDN
@@ -51,7 +53,6 @@ from .prenet import PReNet
 from .retinexformer import Retinexformer
 from .swinir import SwinIR
 
-SR_SCALES = (2, 3, 4)
 
 # The authors' configurations (main_test_swinir.py define_model: lightweight_sr / color_dn, gray_dn)
 SWINIR_S = {"embed_dim": 60, "depths": (6, 6, 6, 6), "num_heads": (6, 6, 6, 6), "window_size": 8,
@@ -59,19 +60,6 @@ SWINIR_S = {"embed_dim": 60, "depths": (6, 6, 6, 6), "num_heads": (6, 6, 6, 6), 
 SWINIR_M = {"embed_dim": 180, "depths": (6,) * 6, "num_heads": (6,) * 6, "window_size": 8,
             "mlp_ratio": 2.0, "img_size": 128}
 
-# name -> tasks it is defined for
-BASELINE_TASKS: dict[str, tuple[str, ...]] = {
-    "Bicubic": ("sr",),
-    "Identity": ("cdn", "gdn", "lle", "dr"),
-    "SwinIR-light": ("sr", "cdn", "gdn"),
-    "SwinIR-M": ("cdn", "gdn"),
-    "IMDN": ("sr",),
-    "DnCNN": ("cdn", "gdn"),
-    "DnCNN-S": ("gdn",),
-    "Retinexformer": ("lle",),
-    "PReNet": ("dr",),
-}
-BASELINE_NAMES: tuple[str, ...] = tuple(BASELINE_TASKS)
 
 
 def _check_task_scale(name: str, task: str, scale: int | None) -> int:
