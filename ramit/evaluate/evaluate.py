@@ -40,10 +40,10 @@ from ramit.errors import DataError, RamitError
 from ramit.evaluate.inference import check_options, describe_precision, precision_check, resolve_device, restore
 from ramit.evaluate.metrics import psnr_ssim, to_uint8
 from ramit.io import atomic_open, sha256_file, write_json
+from ramit.models.names import NON_LEARNED
 from ramit.settings import Setting, parse_setting  # noqa: F401  (re-exported)
 
 PARENT_RUN_ENV = "RAMIT_MLFLOW_PARENT_RUN_ID"
-from ramit.models.names import NON_LEARNED  # noqa: E402  (re-exported)
 
 
 @dataclass
