@@ -92,7 +92,8 @@ def test_released_target_plans_checkpoints_and_real_test_sets(make_project):
     proj = make_project(yaml.safe_load((ROOT / "params" / "run.yaml").read_text()))
     cmds, _ = _dry_run(proj, "released")
     assert "ramit fetch-weights --plan params/run.yaml RAMiT-1_X2.pth" in cmds
-    assert "ramit evaluate --plan params/run.yaml --source released --model RAMiT-1 --key x2" in cmds
+    assert "ramit evaluate --plan params/run.yaml --released RAMiT-1_X2.pth" in cmds
+    assert "ramit evaluate --plan params/run.yaml --released dncnn_25.pth" in cmds  # a baseline's own weights
     assert "ramit degrade --plan params/run.yaml x2 Set5" in cmds
     assert not any(c.startswith("ramit train") for c in cmds)
 
@@ -134,10 +135,10 @@ def test_released_target_on_set5_with_mirrors(make_project, datasets_mirror, che
     proj = make_project(plan)
     env = {"RAMIT_MIRROR": str(datasets_mirror), "RAMIT_MIRROR_WEIGHTS": str(checkpoints_mirror)}
     run([str(BIN / "snakemake"), "--cores", "2", "released"], proj, env=env)
-    scores = json.loads((proj / "results/released/RAMiT-1/x2/x2/Set5.json").read_text())
+    scores = json.loads((proj / "results/released/RAMiT-1/RAMiT-1_X2/x2/Set5.json").read_text())
     assert scores["n"] == 5 and scores["psnr"] > 37.0, scores
     assert scores["host"]["device"] == "cpu" and scores["host"]["torch"]
-    summary = json.loads((proj / "results/released/RAMiT-1/x2.json").read_text())
+    summary = json.loads((proj / "results/released/RAMiT-1/RAMiT-1_X2.json").read_text())
     assert summary["Set5"]["x2"]["psnr"] == scores["psnr"]
     assert "Set5" in (proj / "reports/released/README.md").read_text()
     again = run([str(BIN / "snakemake"), "--cores", "2", "released"], proj, env=env)

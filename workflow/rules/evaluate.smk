@@ -27,9 +27,9 @@ rule evaluate_released:
         scores=ROOT + "results/released/{model}/{release}.json",
         details=directory(ROOT + "results/released/{model}/{release}"),
     log:
-        ROOT + "logs/evaluate/released/{release}.log",
+        ROOT + "logs/evaluate/released/{model}/{release}.log",
     benchmark:
-        ROOT + "logs/evaluate/released/{release}.benchmark.tsv"
+        ROOT + "logs/evaluate/released/{model}/{release}.benchmark.tsv"
     params:
         plan=PLAN_FILE,
     resources:
