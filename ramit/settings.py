@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 from ramit.errors import RamitError
 
+Task = Literal["sr", "cdn", "gdn", "lle", "dr"]
+ModelKey = Literal["x2", "x3", "x4", "cdn", "gdn", "lle", "dr"]
 TASKS: tuple[str, ...] = ("sr", "cdn", "gdn", "lle", "dr")
 MODEL_KEYS: tuple[str, ...] = ("x2", "x3", "x4", "cdn", "gdn", "lle", "dr")
 SR_SCALES: tuple[int, ...] = (2, 3, 4)
@@ -50,13 +52,16 @@ class Setting:
         return self.scale if self.task == "sr" else 0
 
 
-def parse_setting(key: str) -> Setting:
-    """'x2' -> sr x2; 'cdn_s15' -> cdn sigma 15; 'gdn_s50'; 'lle'; 'dr'."""
+def parse_setting(key: str, unknown_ok: bool = False) -> Setting:
+    """'x2' -> sr x2; 'cdn_s15' -> cdn sigma 15; 'gdn_s50'; 'lle'; 'dr'.
+
+    `unknown_ok` (the report, reading results of another version): an unknown key becomes a task of
+    its own name instead of an error."""
     if m := re.fullmatch(r"x([234])", key):
         return Setting(key, "sr", scale=int(m.group(1)))
     if m := re.fullmatch(r"(cdn|gdn)_s(\d+)", key):
         return Setting(key, m.group(1), sigma=int(m.group(2)))
-    if key in ("lle", "dr"):
+    if key in ("lle", "dr") or unknown_ok:
         return Setting(key, key)
     raise RamitError(f"unknown setting {key!r} ({SETTING_HELP})")
 

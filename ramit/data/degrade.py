@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import zlib
@@ -44,7 +43,7 @@ from ramit import settings
 from ramit.errors import DataError, RamitError
 
 __all__ = ["imresize", "rgb2gray", "add_test_noise", "synthetic_low_light", "synthetic_rain", "write_train_array",
-           "parse_setting", "degrade_dataset"]
+           "degrade_dataset"]
 
 SYNTHETIC_SEED = 0
 FORMAT_VERSION = 1
@@ -145,13 +144,11 @@ def synthetic_rain(img: np.ndarray, seed: int, name: str) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------- settings
-def parse_setting(setting: str, train: bool) -> Dict:
-    """Setting key (or model key with train=True) -> {task, scale, sigma}."""
-    if train and setting in ("cdn", "gdn", "lle", "dr"):
-        return {"task": setting, "scale": None, "sigma": None}
-    if train and not re.fullmatch(r"x[234]", setting):
-        raise DataError(f"unknown model key {setting!r} for --train (x2, x3, x4, cdn, gdn, lle, dr)")
+def _condition(setting: str, train: bool) -> Dict:
+    """{task, scale, sigma} a set is made for: a setting key, or with `train` a model key (ramit.settings)."""
     try:
+        if train:
+            return {"task": settings.key_task(setting), "scale": settings.key_scale(setting), "sigma": None}
         st = settings.parse_setting(setting)
     except RamitError as e:
         raise DataError(str(e)) from None
@@ -190,20 +187,6 @@ def _make_one(task, scale, sigma, train, synthetic, name, hq, lq):
     if lq.shape != hq.shape:
         raise DataError(f"{name}: LQ {lq.shape} and HQ {hq.shape} differ in size")
     return hq, lq
-
-
-def _list_images(d: Path) -> Dict[str, Path]:
-    from ramit.data.fetch import IMAGE_SUFFIXES
-
-    if not d.is_dir():
-        raise DataError(f"{d}: folder not found")
-    out = {}
-    for p in sorted(d.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-            if p.stem in out:
-                raise DataError(f"{d}: two images named {p.stem!r}")
-            out[p.stem] = p
-    return out
 
 
 def write_train_array(path: Path, arr: np.ndarray) -> None:
@@ -248,7 +231,7 @@ def degrade_dataset(
     The dataset is read where `ramit fetch` verified it: the download cache `data_dir` or, for manual
     sets, `manual_dir` (default data/manual)."""
     from ramit.data.fetch import installed_dataset
-    from ramit.data.io import read_image, write_array, write_png
+    from ramit.data.io import list_images, read_image, write_array, write_png
     from ramit.data.registry import load_registry
     from ramit.io import sha256_file, write_json
 
@@ -257,7 +240,7 @@ def degrade_dataset(
     out = Path(out)
     reg = load_registry(registry)
     ds = reg.get(dataset)
-    p = parse_setting(setting, train)
+    p = _condition(setting, train)
     task = p["task"]
     if task not in ds.tasks:
         raise DataError(f"dataset {dataset} is not used for task {task} (registry tasks: {ds.tasks})")
@@ -268,12 +251,12 @@ def degrade_dataset(
     ds_dir, installed = installed_dataset(dataset, downloads=data_dir, manual=manual_dir, reg=reg)
     synthetic = ds.kind == "embedded" and task in ("lle", "dr")
 
-    hq_files = _list_images(ds_dir / ds.layout["hq"])
+    hq_files = list_images(ds_dir / ds.layout["hq"])
     lq_files: Dict[str, Path] = {}
     if task in ("lle", "dr") and not synthetic:
         if not ds.paired:
             raise DataError(f"dataset {dataset} has no LQ folder for task {task}")
-        lq_files = _list_images(ds_dir / ds.layout["lq"])
+        lq_files = list_images(ds_dir / ds.layout["lq"])
         if set(lq_files) != set(hq_files):
             raise DataError(f"dataset {dataset}: LQ/HQ names differ: {sorted(set(lq_files) ^ set(hq_files))[:5]}")
     inputs = {}

@@ -38,22 +38,28 @@ from ramit.io import sha256_file, write_json
 
 MARKER = ".complete.json"
 DEFAULT_MANUAL = "data/manual"
-IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg"}
 _PART = ".part-"
 
 
 # ------------------------------------------------------------------------------------------ mirror
-def resolve_mirror(mirror: Optional[str], registry_default: Optional[str] = None) -> Optional[str]:
+def resolve_mirror(mirror: Optional[str], registry_default: Optional[str] = None,
+                   env: str = "RAMIT_MIRROR") -> Optional[str]:
+    """The mirror to use, first match wins: the argument (`--mirror`), `$env` (RAMIT_MIRROR for
+    datasets, RAMIT_MIRROR_WEIGHTS for checkpoints), the registry's default; None: public URLs."""
     if mirror:
         return str(mirror)
-    env = os.environ.get("RAMIT_MIRROR")
-    if env:
-        return env
-    return registry_default or None
+    return os.environ.get(env) or registry_default or None
 
 
 def _is_url(s: str) -> bool:
     return s.startswith(("http://", "https://"))
+
+
+def local_mirror(mirror: Optional[str]) -> Optional[Path]:
+    """The folder of a local mirror (a path or file:// URL); None for an http(s) mirror or none."""
+    if not mirror or _is_url(mirror):
+        return None
+    return Path(mirror[len("file://"):] if mirror.startswith("file://") else mirror)
 
 
 def _mirror_setting(mirror: Optional[str]) -> str:
@@ -65,11 +71,8 @@ def _mirror_setting(mirror: Optional[str]) -> str:
 def _source_of(url: str, relpath: str, mirror: Optional[str]) -> str:
     if not mirror:
         return url
-    if _is_url(mirror):
-        return mirror.rstrip("/") + "/" + relpath.lstrip("/")
-    if mirror.startswith("file://"):
-        mirror = mirror[len("file://"):]
-    return str(Path(mirror) / relpath)
+    root = local_mirror(mirror)
+    return str(root / relpath) if root is not None else mirror.rstrip("/") + "/" + relpath.lstrip("/")
 
 
 # --------------------------------------------------------------------------------------- one file
@@ -290,7 +293,9 @@ def _clean_partials(ds_dir: Path) -> None:
 
 
 def _count_images(d: Path) -> List[Path]:
-    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
+    from ramit.data.io import list_images
+
+    return list(list_images(d).values()) if d.is_dir() else []
 
 
 def _verify_layout(name: str, ds, ds_dir: Path) -> None:

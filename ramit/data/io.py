@@ -15,6 +15,23 @@ from PIL import Image
 from ramit.errors import DataError
 from ramit.io import atomic_path
 
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def list_images(d: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
+    """{stem: path} of the image files in folder `d`, sorted; two files with one stem are an error."""
+    d = Path(d)
+    if not d.is_dir():
+        raise DataError(f"{d}: folder not found")
+    out: dict[str, Path] = {}
+    for p in sorted(d.iterdir()):
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
+            if p.stem in out:
+                raise DataError(f"{d}: {out[p.stem].name} and {p.name} are the same image twice; keep one")
+            out[p.stem] = p
+    return out
+
+
 # PIL modes that are 8 bits per channel and map to 1 or 3 channels without any colour decision.
 _GRAY_MODES = {"L"}
 _RGB_MODES = {"RGB"}

@@ -37,23 +37,15 @@ import torch
 from torch.utils.data import Dataset
 
 from ramit.data.degrade import rgb2gray
-from ramit.data.io import read_image
+from ramit.data.io import IMAGE_SUFFIXES, list_images, read_image
 from ramit.errors import DataError
 
 DENOISING = ("cdn", "gdn")
-IMAGE_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 ARRAY_EXT = ".npy"
 
 
 def _list_images(d: Path) -> list[Path]:
-    files = sorted(p for p in d.iterdir()
-                   if p.suffix.lower() in IMAGE_EXTS + (ARRAY_EXT,) and not p.name.startswith("."))
-    seen: dict[str, Path] = {}
-    for f in files:
-        if f.stem in seen:
-            raise DataError(f"{d}: {seen[f.stem].name} and {f.name} are the same image twice; keep one")
-        seen[f.stem] = f
-    return files
+    return list(list_images(d, IMAGE_SUFFIXES + (ARRAY_EXT,)).values())
 
 
 class _InMemory:

@@ -22,8 +22,8 @@ from typing import Dict, List, Literal, Optional, Tuple
 from pydantic import Field, PrivateAttr, model_validator
 
 from ramit.config import ConfigError, Strict, load_yaml
+from ramit.settings import Task
 
-Task = Literal["sr", "cdn", "gdn", "lle", "dr"]
 SHA256 = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 

@@ -31,12 +31,13 @@ from typing import Iterable, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ramit.config import PARAMS_DIR, Strict, load_yaml
+from ramit.data.fetch import local_mirror
 from ramit.errors import DataError, RamitError
+from ramit.settings import ModelKey
 
 DEFAULT_REGISTRY = PARAMS_DIR / "checkpoints.yaml"
 MIRROR_ENV = "RAMIT_MIRROR_WEIGHTS"
 
-ModelKey = Literal["x2", "x3", "x4", "cdn", "gdn", "lle", "dr"]
 _HEX40 = r"^[0-9a-f]{40}$"
 _HEX64 = r"^[0-9a-f]{64}$"
 _URL = r"^https?://"
@@ -173,17 +174,9 @@ def checkpoint_file(model: str, model_key: str, registry=None, setting: Optional
 
 
 def resolve_mirror(mirror: str | os.PathLike | None) -> str | None:
-    if mirror:
-        return str(mirror)
-    return os.environ.get(MIRROR_ENV) or None
+    from ramit.data.fetch import resolve_mirror as _resolve
 
-
-def _is_local(mirror: str) -> bool:
-    return "://" not in mirror or mirror.startswith("file://")
-
-
-def _local_root(mirror: str) -> Path:
-    return Path(mirror[len("file://"):] if mirror.startswith("file://") else mirror)
+    return _resolve(str(mirror) if mirror else None, env=MIRROR_ENV)
 
 
 def _by_hand(c: Checkpoint, out: Path) -> str:
@@ -196,15 +189,16 @@ def _available(entries: list[Checkpoint], src: Optional[str], out: Path, explici
     def servable(c: Checkpoint) -> bool:
         if (out / c.file).is_file():
             return True
-        if src and _is_local(src):
-            return (_local_root(src) / c.relpath).is_file()
+        if root is not None:
+            return (root / c.relpath).is_file()
         return src is not None or c.url is not None
 
-    if src and _is_local(src) and not _local_root(src).is_dir():
-        raise DataError(f"checkpoint mirror {_local_root(src)} is not a directory")
+    root = local_mirror(src)
+    if root is not None and not root.is_dir():
+        raise DataError(f"checkpoint mirror {root} is not a directory")
     missing = [c for c in entries if not servable(c)]
     if missing and explicit:
-        where = f"the checkpoint mirror {_local_root(src)}" if src and _is_local(src) else "any source"
+        where = f"the checkpoint mirror {root}" if root is not None else "any source"
         raise DataError(f"not in {where}: " + "; ".join(
             f"{c.relpath} (public: {c.url})" if c.url else _by_hand(c, out) for c in missing))
     if missing:

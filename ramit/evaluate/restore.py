@@ -21,9 +21,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ramit.data.io import IMAGE_SUFFIXES
 from ramit.errors import DataError, RamitError
+from ramit.settings import model_key
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,6 @@ def list_inputs(path: str | os.PathLike) -> list[Path]:
             raise DataError(f"{path}: {stems[f.stem].name} and {f.name} would both be written as {f.stem}.png")
         stems[f.stem] = f
     return files
-
-
-def model_key(task: str, scale: Optional[int]) -> str:
-    return f"x{scale}" if task == "sr" else task
 
 
 def find_checkpoint(model: str, task: str, scale: Optional[int], *, runs: Path = Path("runs"),

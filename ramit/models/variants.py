@@ -9,12 +9,10 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from ramit.config import Strict, load_yaml
+from ramit.settings import SR_SCALES, TASKS, Task  # noqa: F401  (re-exported)
 
 VARIANTS_FILE = Path(__file__).with_name("variants.yaml")
 
-Task = Literal["sr", "cdn", "gdn", "lle", "dr"]
-TASKS: tuple[str, ...] = ("sr", "cdn", "gdn", "lle", "dr")
-SR_SCALES: tuple[int, ...] = (2, 3, 4)
 
 
 class ArchArgs(Strict):

@@ -15,10 +15,8 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ramit.config import ConfigError, Strict, load_yaml
-from ramit.settings import MODEL_KEYS, key_task
+from ramit.settings import MODEL_KEYS, ModelKey, Task, key_task
 
-Task = Literal["sr", "cdn", "gdn", "lle", "dr"]
-ModelKey = Literal["x2", "x3", "x4", "cdn", "gdn", "lle", "dr"]
 Device = Literal["cpu", "cuda"]
 
 

@@ -22,8 +22,8 @@ import yaml
 from pydantic import Field, model_validator
 
 from ramit.config import ConfigError, Strict, read_yaml, validate
+from ramit.settings import Task
 
-Task = Literal["sr", "cdn", "gdn", "lle", "dr"]
 
 
 class Stage(Strict):
