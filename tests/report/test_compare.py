@@ -112,22 +112,14 @@ def test_without_a_run_plan_or_registry_cells_say_no_result(tmp_path):
     assert "no checkpoint registry" in (tmp_path / "reports/README.md").read_text()
 
 
-class FutureCheckpoint(Checkpoint):
-    """The registry entries as they are gaining `model` and `settings` (docs/DESIGN.md)."""
-
-    model: str
-    settings: list[str] | None = None
-
-
 def test_registry_model_field_is_preferred_and_settings_restrict(tmp_path):
     from ramit.config import validate
     from ramit.pipeline import RunPlan
     from ramit.report.compare import expectations, registry_weights
 
     base = load_registry()
-    entry = base.get("RAMiT-1_CDN.pth").model_dump()
-    reg = Registry.model_construct(base_url=base.base_url, checkpoints=[
-        FutureCheckpoint(**entry, model="DnCNN", settings=["cdn_s25"])])
+    entry = {**base.get("RAMiT-1_CDN.pth").model_dump(), "model": "DnCNN", "settings": ["cdn_s25"]}
+    reg = Registry(checkpoints=[Checkpoint(**entry)])
     w = registry_weights(reg)
     assert w == {("DnCNN", "cdn"): {"cdn_s25"}}
 
