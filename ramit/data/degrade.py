@@ -217,39 +217,18 @@ def _manifest_matches(out: Path, params: Dict) -> bool:
     return True
 
 
-def degrade_dataset(
-    setting: str,
-    dataset: str,
-    data_dir: str | os.PathLike = "data/raw",
-    out: str | os.PathLike = None,
-    train: bool = False,
-    registry: str | os.PathLike = "params/datasets.yaml",
-    manual_dir: str | os.PathLike | None = None,
-) -> Path:
-    """Write `out/HQ`, `out/LQ` and `out/manifest.json` for one (setting, dataset); see module doc.
-
-    The dataset is read where `ramit fetch` verified it: the download cache `data_dir` or, for manual
-    sets, `manual_dir` (default data/manual)."""
-    from ramit.data.fetch import installed_dataset
-    from ramit.data.io import list_images, read_image, write_array, write_png
-    from ramit.data.registry import load_registry
-    from ramit.io import sha256_file, write_json
-
-    if out is None:
-        raise DataError("degrade_dataset: `out` is required")
-    out = Path(out)
-    reg = load_registry(registry)
-    ds = reg.get(dataset)
-    p = _condition(setting, train)
-    task = p["task"]
+def _check_use(ds, dataset: str, task: str, train: bool) -> None:
     if task not in ds.tasks:
         raise DataError(f"dataset {dataset} is not used for task {task} (registry tasks: {ds.tasks})")
     if train and ds.role != "train":
         raise DataError(f"dataset {dataset} is a test set; --train needs a training set")
     if not train and ds.role != "test":
         raise DataError(f"dataset {dataset} is a training set; drop --train only for test sets")
-    ds_dir, installed = installed_dataset(dataset, downloads=data_dir, manual=manual_dir, reg=reg)
-    synthetic = ds.kind == "embedded" and task in ("lle", "dr")
+
+
+def _sources(ds, dataset: str, ds_dir: Path, installed: dict, task: str, synthetic: bool):
+    """(HQ files, LQ files, {relpath: sha256} of every input); every input must be a verified file."""
+    from ramit.data.io import list_images
 
     hq_files = list_images(ds_dir / ds.layout["hq"])
     lq_files: Dict[str, Path] = {}
@@ -265,44 +244,82 @@ def degrade_dataset(
         if rel not in installed:
             raise DataError(f"{f} is not part of the verified install of {dataset}; rerun `ramit fetch {dataset}`")
         inputs[rel] = installed[rel]["sha256"]
+    return hq_files, lq_files, inputs
 
+
+def _write_set(tmp: Path, hq_files, lq_files, p: Dict, train: bool, synthetic: bool) -> None:
+    """Every degraded pair into `tmp/HQ`, `tmp/LQ`, and `tmp/manifest.json` (sha256 + size of each)."""
+    from ramit.data.io import read_image, write_array, write_png
+    from ramit.io import sha256_file, write_json
+
+    for name, hq_path in hq_files.items():
+        hq = read_image(hq_path)
+        lq = read_image(lq_files[name]) if name in lq_files else None
+        hq_out, lq_out = _make_one(p["task"], p["scale"], p["sigma"], train, synthetic, name, hq, lq)
+        for sub, arr in (("HQ", hq_out), ("LQ", lq_out)):
+            if arr is None:
+                continue
+            if train:
+                write_train_array(tmp / sub / f"{name}.npy", arr)
+            elif arr.dtype == np.uint8:
+                write_png(tmp / sub / f"{name}.png", arr)
+            else:
+                write_array(tmp / sub / f"{name}.npy", arr)
+    files = {f.relative_to(tmp).as_posix(): {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+             for f in sorted(tmp.rglob("*")) if f.is_file()}
+    write_json(tmp / "manifest.json", {"params": p, "files": files})
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Rename the finished temp folder onto `out` (an older `out` is moved away first)."""
+    if out.exists():
+        old = out.parent / f".{out.name}.tmp-old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def degrade_dataset(
+    setting: str,
+    dataset: str,
+    data_dir: str | os.PathLike = "data/raw",
+    out: str | os.PathLike = None,
+    train: bool = False,
+    registry: str | os.PathLike = "params/datasets.yaml",
+    manual_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Write `out/HQ`, `out/LQ` and `out/manifest.json` for one (setting, dataset); see module doc.
+
+    The dataset is read where `ramit fetch` verified it: the download cache `data_dir` or, for manual
+    sets, `manual_dir` (default data/manual)."""
+    from ramit.data.fetch import installed_dataset
+    from ramit.data.registry import load_registry
+
+    if out is None:
+        raise DataError("degrade_dataset: `out` is required")
+    out = Path(out)
+    reg = load_registry(registry)
+    ds = reg.get(dataset)
+    p = _condition(setting, train)
+    _check_use(ds, dataset, p["task"], train)
+    ds_dir, installed = installed_dataset(dataset, downloads=data_dir, manual=manual_dir, reg=reg)
+    synthetic = ds.kind == "embedded" and p["task"] in ("lle", "dr")
+    hq_files, lq_files, inputs = _sources(ds, dataset, ds_dir, installed, p["task"], synthetic)
     params = {"format": TRAIN_FORMAT_VERSION if train else FORMAT_VERSION, "setting": setting, "dataset": dataset,
               "train": bool(train), **p, "synthetic_seed": SYNTHETIC_SEED if synthetic else None,
               "noise": "torch.manual_seed(0); randn(C,H,W)*sigma/255, unclipped" if p["sigma"] else None,
               "inputs": inputs}
     if _manifest_matches(out, params):
         return out
-
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.tmp-*"):  # leftovers of an interrupted run
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        files = {}
-        for name, hq_path in hq_files.items():
-            hq = read_image(hq_path)
-            lq = read_image(lq_files[name]) if name in lq_files else None
-            hq_out, lq_out = _make_one(task, p["scale"], p["sigma"], train, synthetic, name, hq, lq)
-            for sub, arr in (("HQ", hq_out), ("LQ", lq_out)):
-                if arr is None:
-                    continue
-                if train:
-                    write_train_array(tmp / sub / f"{name}.npy", arr)
-                elif arr.dtype == np.uint8:
-                    write_png(tmp / sub / f"{name}.png", arr)
-                else:
-                    write_array(tmp / sub / f"{name}.npy", arr)
-        for f in sorted(tmp.rglob("*")):
-            if f.is_file():
-                files[f.relative_to(tmp).as_posix()] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
-        write_json(tmp / "manifest.json", {"params": params, "files": files})
-        if out.exists():
-            old = out.parent / f".{out.name}.tmp-old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        _write_set(tmp, hq_files, lq_files, params, train, synthetic)
+        _publish(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

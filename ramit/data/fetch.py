@@ -164,6 +164,32 @@ def _map_member(p: PurePosixPath, members) -> Optional[PurePosixPath]:
     return None
 
 
+def _regular_members(archive: Path):
+    """(name, opener) for every regular file of a zip or tar archive; every name is checked first,
+    and links, devices and folders are skipped, so extraction only ever writes plain files."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                _safe_member(info.filename)
+            for info in infos:
+                # zip symlinks are regular entries with a unix S_IFLNK mode: skip them
+                if not info.is_dir() and (info.external_attr >> 16) & 0o170000 != 0o120000:
+                    yield info.filename, (lambda i=info: zf.open(i))
+        return
+    try:
+        tf = tarfile.open(archive)
+    except tarfile.TarError as e:
+        raise DataError(f"{archive}: not a zip or tar archive: {e}") from None
+    with tf:
+        infos = tf.getmembers()
+        for info in infos:
+            _safe_member(info.name)
+        for info in infos:
+            if info.isfile():
+                yield info.name, (lambda i=info: tf.extractfile(i))
+
+
 def extract_archive(archive: Path, target: Path, members) -> List[Path]:
     """Extract the regular files under `members[*].src` into `target/<dest>/...`.
 
@@ -172,53 +198,17 @@ def extract_archive(archive: Path, target: Path, members) -> List[Path]:
     """
     written: List[Path] = []
     target = Path(target).resolve()
-
-    def _out(p: PurePosixPath) -> Path:
-        out = (target / p).resolve()
+    for name, opener in _regular_members(archive):
+        rel = _map_member(_safe_member(name), members)
+        if rel is None:
+            continue
+        out = (target / rel).resolve()
         if target not in out.parents:
-            raise DataError(f"archive member {p} would land outside {target}: refusing to extract")
-        return out
-
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                _safe_member(info.filename)
-            for info in infos:
-                if info.is_dir():
-                    continue
-                # zip symlinks are regular entries with a unix S_IFLNK mode: skip them
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    continue
-                rel = _map_member(_safe_member(info.filename), members)
-                if rel is None:
-                    continue
-                out = _out(rel)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                written.append(out)
-    else:
-        try:
-            tf = tarfile.open(archive)
-        except tarfile.TarError as e:
-            raise DataError(f"{archive}: not a zip or tar archive: {e}") from None
-        with tf:
-            infos = tf.getmembers()
-            for info in infos:
-                _safe_member(info.name)
-            for info in infos:
-                if not info.isfile():
-                    continue
-                rel = _map_member(_safe_member(info.name), members)
-                if rel is None:
-                    continue
-                out = _out(rel)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(info)
-                with src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                written.append(out)
+            raise DataError(f"archive member {rel} would land outside {target}: refusing to extract")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with opener() as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        written.append(out)
     return written
 
 
