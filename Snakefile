@@ -11,23 +11,9 @@
 # A parameter change rewrites the affected stages' stamps (<root>/.ramit/stamps/), which are inputs of
 # their jobs, so exactly those jobs re-run; on exit the stages run here are recorded in dvc.lock.
 
-import os
-import uuid
+from ramit.pipeline.smk import Workflow
 
-from ramit.pipeline import expand_stages, load_plan
-from ramit.pipeline.sync import INVOCATION_ENV, write_stamps
-from ramit.tracking import SPOOL_ENV, local_store
-
-PLAN_FILE = config.get("params", "params/run.yaml")
-PLAN = load_plan(PLAN_FILE)  # validated here: a bad params file fails before any job starts
-STAGES = expand_stages(PLAN, PLAN_FILE)
-write_stamps(PLAN, STAGES)
-ROOT = "" if PLAN.root == "." else PLAN.root + "/"
-os.environ.setdefault(INVOCATION_ENV, uuid.uuid4().hex)
-# With a local MLflow store the jobs spool their runs and the invocation logs them once at its end
-# (see ramit/tracking.py); with a tracking server (or RAMIT_TRACKING=direct) every job logs live.
-if local_store() and os.environ.get("RAMIT_TRACKING") != "direct":
-    os.environ.setdefault(SPOOL_ENV, os.path.abspath(f"{ROOT}.ramit/tracking/{os.environ[INVOCATION_ENV]}"))
+W = Workflow(config.get("params", "params/run.yaml"))
 
 
 include: "workflow/rules/common.smk"
@@ -40,9 +26,9 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        [t for s in STAGES if PLAN.released.enabled or not s.released for t in s.targets],
+        W.targets(released=False),
 
 
 rule released:
     input:
-        [t for s in STAGES if s.released for t in s.targets],
+        W.targets(released=True),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
+
+from ramit.tracking import PARENT_ENV
 
 _umbrella = None
 
@@ -22,6 +25,7 @@ def start_umbrella_run(orchestrator: str, params_file: str) -> Optional[str]:
                       "ramit.params_hash": params_hash(text), "mlflow.source.git.commit": git_commit()})
     tracker.log_artifact(params_file)
     _umbrella = tracker
+    os.environ[PARENT_ENV] = tracker.run_id  # the jobs this process starts open their runs as children
     return tracker.run_id
 
 
@@ -34,8 +38,6 @@ def end_umbrella_run(status: str = "FINISHED") -> None:
 
 def finish_invocation(status: str) -> None:
     """Log the runs the jobs spooled (children of this invocation's run), then end it."""
-    import os
-
     from ramit.tracking import SPOOL_ENV, flush_spool
 
     spool = os.environ.get(SPOOL_ENV)

@@ -4,57 +4,65 @@
 
 rule fetch:
     input:
-        unpack(stage_inputs("fetch-{dataset}")),
+        unpack(W.inputs("fetch-{dataset}")),
     output:
-        ROOT + "data/verified/{dataset}.json",
+        W.at("data/verified/{dataset}.json"),
     log:
-        ROOT + "logs/fetch/{dataset}.log",
+        W.at("logs/fetch/{dataset}.log"),
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
     resources:
         downloads=1,
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit fetch --plan {params.plan} {wildcards.dataset} > {log} 2>&1"
 
 
 rule degrade:
     input:
-        unpack(stage_inputs("degrade-{setting}-{dataset}")),
+        unpack(W.inputs("degrade-{setting}-{dataset}")),
     output:
-        directory(ROOT + "data/degraded/{setting}/{dataset}"),
+        directory(W.at("data/degraded/{setting}/{dataset}")),
     log:
-        ROOT + "logs/degrade/{setting}/{dataset}.log",
+        W.at("logs/degrade/{setting}/{dataset}.log"),
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit degrade --plan {params.plan} {wildcards.setting} {wildcards.dataset} > {log} 2>&1"
 
 
 rule degrade_train:
     input:
-        unpack(stage_inputs("degrade-train-{key}-{dataset}")),
+        unpack(W.inputs("degrade-train-{key}-{dataset}")),
     output:
-        directory(ROOT + "data/degraded/train/{key}/{dataset}"),
+        directory(W.at("data/degraded/train/{key}/{dataset}")),
     log:
-        ROOT + "logs/degrade/train/{key}/{dataset}.log",
+        W.at("logs/degrade/train/{key}/{dataset}.log"),
     benchmark:
-        ROOT + "logs/degrade/train/{key}/{dataset}.benchmark.tsv"
+        W.at("logs/degrade/train/{key}/{dataset}.benchmark.tsv")
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit degrade --plan {params.plan} --train {wildcards.key} {wildcards.dataset} > {log} 2>&1"
 
 
 rule fetch_weights:
     input:
-        unpack(stage_inputs("fetch-weights-{file}")),
+        unpack(W.inputs("fetch-weights-{file}")),
     output:
-        ROOT + "weights/released/{file}.pth",
+        W.at("weights/released/{file}.pth"),
     log:
-        ROOT + "logs/fetch_weights/{file}.log",
+        W.at("logs/fetch_weights/{file}.log"),
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
     resources:
         downloads=1,
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit fetch-weights --plan {params.plan} {wildcards.file}.pth > {log} 2>&1"

@@ -3,18 +3,20 @@
 
 rule evaluate:
     input:
-        unpack(stage_inputs("evaluate-trained-{model}-{key}")),
+        unpack(W.inputs("evaluate-trained-{model}-{key}")),
     output:
-        scores=ROOT + "results/trained/{model}/{key}.json",
-        details=directory(ROOT + "results/trained/{model}/{key}"),
+        scores=W.at("results/trained/{model}/{key}.json"),
+        details=directory(W.at("results/trained/{model}/{key}")),
     log:
-        ROOT + "logs/evaluate/trained/{model}/{key}.log",
+        W.at("logs/evaluate/trained/{model}/{key}.log"),
     benchmark:
-        ROOT + "logs/evaluate/trained/{model}/{key}.benchmark.tsv"
+        W.at("logs/evaluate/trained/{model}/{key}.benchmark.tsv")
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
     resources:
-        gpu=stage_gpus("evaluate-trained-{model}-{key}"),
+        gpu=W.gpus("evaluate-trained-{model}-{key}"),
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit evaluate --plan {params.plan} --source trained --model {wildcards.model} --key {wildcards.key} "
         "> {log} 2>&1"
@@ -22,35 +24,39 @@ rule evaluate:
 
 rule evaluate_released:
     input:
-        unpack(stage_inputs("evaluate-released-{release}")),
+        unpack(W.inputs("evaluate-released-{release}")),
     output:
-        scores=ROOT + "results/released/{model}/{release}.json",
-        details=directory(ROOT + "results/released/{model}/{release}"),
+        scores=W.at("results/released/{model}/{release}.json"),
+        details=directory(W.at("results/released/{model}/{release}")),
     log:
-        ROOT + "logs/evaluate/released/{model}/{release}.log",
+        W.at("logs/evaluate/released/{model}/{release}.log"),
     benchmark:
-        ROOT + "logs/evaluate/released/{model}/{release}.benchmark.tsv"
+        W.at("logs/evaluate/released/{model}/{release}.benchmark.tsv")
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
     resources:
-        gpu=stage_gpus("evaluate-released-{release}"),
+        gpu=W.gpus("evaluate-released-{release}"),
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit evaluate --plan {params.plan} --released {wildcards.release}.pth > {log} 2>&1"
 
 
 rule profile:
     input:
-        unpack(stage_inputs("profile-{model}-{key}")),
+        unpack(W.inputs("profile-{model}-{key}")),
     output:
-        ROOT + "results/profile/{model}/{key}.json",
+        W.at("results/profile/{model}/{key}.json"),
     log:
-        ROOT + "logs/profile/{model}/{key}.log",
+        W.at("logs/profile/{model}/{key}.log"),
     benchmark:
-        ROOT + "logs/profile/{model}/{key}.benchmark.tsv"
+        W.at("logs/profile/{model}/{key}.benchmark.tsv")
     params:
-        plan=PLAN_FILE,
-    threads: stage_threads("profile-{model}-{key}")
+        plan=W.plan_file,
+    threads: W.threads("profile-{model}-{key}")
     resources:
-        gpu=stage_gpus("profile-{model}-{key}"),
+        gpu=W.gpus("profile-{model}-{key}"),
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit profile --plan {params.plan} --model {wildcards.model} --key {wildcards.key} > {log} 2>&1"

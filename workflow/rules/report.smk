@@ -3,31 +3,35 @@
 
 rule report:
     input:
-        unpack(stage_inputs("report")),
+        unpack(W.inputs("report")),
     output:
-        index=ROOT + "reports/README.md",
-        tables=report(directory(ROOT + "reports/tables"), patterns=["{name}.csv"], category="Tables"),
-        figures=report(directory(ROOT + "reports/figures"), patterns=["{name}.png"], category="Figures"),
+        index=W.at("reports/README.md"),
+        tables=report(directory(W.at("reports/tables")), patterns=["{name}.csv"], category="Tables"),
+        figures=report(directory(W.at("reports/figures")), patterns=["{name}.png"], category="Figures"),
     log:
-        ROOT + "logs/report/trained.log",
+        W.at("logs/report/trained.log"),
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit report --plan {params.plan} --source trained > {log} 2>&1"
 
 
 rule report_released:
     input:
-        unpack(stage_inputs("report-released")),
+        unpack(W.inputs("report-released")),
     output:
-        index=ROOT + "reports/released/README.md",
-        tables=report(directory(ROOT + "reports/released/tables"), patterns=["{name}.csv"],
+        index=W.at("reports/released/README.md"),
+        tables=report(directory(W.at("reports/released/tables")), patterns=["{name}.csv"],
                       category="Released weights"),
-        figures=report(directory(ROOT + "reports/released/figures"), patterns=["{name}.png"],
+        figures=report(directory(W.at("reports/released/figures")), patterns=["{name}.png"],
                        category="Released weights"),
     log:
-        ROOT + "logs/report/released.log",
+        W.at("logs/report/released.log"),
     params:
-        plan=PLAN_FILE,
+        plan=W.plan_file,
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "ramit report --plan {params.plan} --source released > {log} 2>&1"

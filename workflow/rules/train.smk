@@ -4,23 +4,24 @@
 
 rule train:
     input:
-        unpack(stage_inputs("train-{model}-{key}")),
+        unpack(W.inputs("train-{model}-{key}")),
     output:
-        weights=ROOT + "runs/{model}/{key}/model.safetensors",
-        summary=ROOT + "runs/{model}/{key}/summary.json",
-        history=ROOT + "runs/{model}/{key}/history.csv",
-        val=ROOT + "runs/{model}/{key}/val.csv",
+        weights=W.at("runs/{model}/{key}/model.safetensors"),
+        summary=W.at("runs/{model}/{key}/summary.json"),
+        history=W.at("runs/{model}/{key}/history.csv"),
+        val=W.at("runs/{model}/{key}/val.csv"),
     log:
-        ROOT + "logs/train/{model}/{key}.log",
+        W.at("logs/train/{model}/{key}.log"),
     benchmark:
-        ROOT + "logs/train/{model}/{key}.benchmark.tsv"
+        W.at("logs/train/{model}/{key}.benchmark.tsv")
     params:
-        plan=PLAN_FILE,
-        launcher=(f"torchrun --standalone --nproc_per_node {PLAN.train.processes} -m "
-                  if PLAN.train.processes > 1 else ""),
-    threads: stage_threads("train-{model}-{key}")
+        plan=W.plan_file,
+        launcher=W.launcher,
+    threads: W.threads("train-{model}-{key}")
     resources:
-        gpu=stage_gpus("train-{model}-{key}"),
+        gpu=W.gpus("train-{model}-{key}"),
+    conda:
+        "../envs/ramit.yaml"
     shell:
         "{params.launcher}ramit train --plan {params.plan} --model {wildcards.model} --key {wildcards.key} "
         "> {log} 2>&1"
