@@ -34,6 +34,9 @@ from ramit.settings import DENOISING, key_scale, key_settings, key_task, validat
 
 FAMILIES = ("fetch", "degrade", "train", "evaluate", "profile", "fetch_weights", "report")
 
+# Registry fields written for people (their edits re-run no stage).
+DATASET_PROSE = ("description", "source", "licence", "notes")
+
 # The code each stage family runs (besides the model's own files).
 CODE = {
     "fetch": ["ramit/data/fetch.py", "ramit/data/registry.py"],
@@ -113,8 +116,14 @@ class _Builder:
             self._checkpoints = load_registry(self.plan.released.registry)
         return self._checkpoints
 
-    def data_params(self, dataset: str) -> dict:
-        return {self.plan_file: ["data"], self.plan.data.registry: [f"datasets.{dataset}"]}
+    def fetch_params(self, dataset: str) -> dict:
+        """What decides a fetch: where files come from and what is checked, not the entry's prose (a
+        fix to a description or to manual instructions re-runs nothing)."""
+        ds, d = self.registry.get(dataset), f"datasets.{dataset}"
+        keys = [f"{d}.{k}" for k in sorted(ds.model_fields_set) if k not in DATASET_PROSE and k != "manual"]
+        if ds.manual:
+            keys.append(f"{d}.manual.expect")
+        return {self.plan_file: ["data"], self.plan.data.registry: keys}
 
     # ---- data
     def fetch(self, dataset: str) -> str:
@@ -125,7 +134,7 @@ class _Builder:
         spec = {"dataset": dataset, "registry": p.data.registry, "downloads": p.data.downloads,
                 "manual": p.data.manual, "mirror": p.data.mirror, "out": out}
         self.add(Stage(f"fetch-{dataset}", "fetch", self.ramit("fetch", dataset), spec, deps=deps,
-                       code=CODE["fetch"], user_data=user, params=self.data_params(dataset), uncached=[out]))
+                       code=CODE["fetch"], user_data=user, params=self.fetch_params(dataset), uncached=[out]))
         return out
 
     def degrade(self, setting: str, dataset: str, train: bool = False) -> str:

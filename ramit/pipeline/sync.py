@@ -19,10 +19,11 @@ import json
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 from ramit.pipeline.plan import RunPlan
-from ramit.pipeline.stages import Stage
+from ramit.pipeline.stages import Stage, expand_stages
 
 INVOCATION_ENV = "RAMIT_INVOCATION"
 
@@ -92,6 +93,25 @@ def mark_done(plan: RunPlan, stage: Stage) -> None:
         (d / stage.name).touch()
 
 
+@contextmanager
+def _mtimes_kept(paths: list[str]):
+    """Give files the times they had before: `dvc commit` re-links cached outputs into the workspace,
+    which makes an upstream output (a model) newer than the evaluation Snakemake already ran on it, and
+    Snakemake would run that evaluation again (it skips by checksum only for files under 1 MB)."""
+    times = {}
+    for p in map(Path, paths):
+        for f in ([p] if p.is_file() else p.rglob("*") if p.is_dir() else []):
+            if f.is_file():
+                st = f.stat()
+                times[f] = (st.st_atime_ns, st.st_mtime_ns)
+    try:
+        yield
+    finally:
+        for f, ns in times.items():
+            if f.is_file() and f.stat().st_mtime_ns != ns[1]:
+                os.utime(f, ns=ns)
+
+
 def commit_done(plan: RunPlan, plan_file: str, invocation: str, log=print) -> list[str]:
     """`dvc commit` the stages this invocation ran; returns their names (empty when DVC is not in use)."""
     from ramit.pipeline.dvc import dvc_file_is_current
@@ -106,9 +126,13 @@ def commit_done(plan: RunPlan, plan_file: str, invocation: str, log=print) -> li
             f"`ramit stages --params {plan_file} --write-dvc`, then `dvc commit` records the finished stages")
         return []
     dvcfile = plan.dvc_file
+    by_name = {s.name: s for s in expand_stages(plan, plan_file)}
     for i in range(0, len(names), 100):
-        targets = [f"{dvcfile}:{n}" for n in names[i:i + 100]]
-        r = subprocess.run(["dvc", "commit", "--force", "--quiet", *targets], capture_output=True, text=True)
+        batch = names[i:i + 100]
+        outputs = [t for n in batch if n in by_name for t in by_name[n].targets]
+        with _mtimes_kept(outputs):
+            r = subprocess.run(["dvc", "commit", "--force", "--quiet", *(f"{dvcfile}:{n}" for n in batch)],
+                               capture_output=True, text=True)
         if r.returncode != 0:
             log(f"ramit: `dvc commit` failed ({r.stderr.strip()[-500:]}); dvc.lock does not know what Snakemake "
                 f"ran: `dvc status` will list those stages")

@@ -53,14 +53,15 @@ def test_shrunk_recipes_keep_every_phase_stage_and_milestone(recipe):
 
 @pytest.mark.slow
 def test_rehearsal_fails_when_a_models_warm_start_head_is_wrong(tmp_path):
-    def break_imdn(proj: Path) -> None:
-        f = proj / "ramit/models/baselines/imdn.py"
+    # SwinIR-light warm-starts x3/x4 from x2 in the paper plan (IMDN trains every scale from scratch)
+    def break_swinir(proj: Path) -> None:
+        f = proj / "ramit/models/baselines/swinir.py"
         text, n = re.subn(r'warm_start_head: tuple\[str, \.\.\.\] = \("[^"]+",\)',
                           'warm_start_head: tuple[str, ...] = ("to_target.*",)', f.read_text())
         assert n == 1
         f.write_text(text)
 
     with pytest.raises(RehearsalFailed) as e:
-        rehearse(tmp_path, models=["IMDN"], full=False, mutate=break_imdn)
+        rehearse(tmp_path, models=["SwinIR-light"], full=False, mutate=break_swinir)
     msg = str(e.value)
-    assert "logs/train/IMDN/x3.log" in msg and "does not cover it" in msg, msg[-3000:]
+    assert "logs/train/SwinIR-light/x3.log" in msg and "does not cover it" in msg, msg[-3000:]

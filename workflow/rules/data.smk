@@ -41,8 +41,6 @@ rule degrade_train:
         directory(W.at("data/degraded/train/{key}/{dataset}")),
     log:
         W.at("logs/degrade/train/{key}/{dataset}.log"),
-    benchmark:
-        W.at("logs/degrade/train/{key}/{dataset}.benchmark.tsv")
     params:
         plan=W.plan_file,
     conda:

@@ -9,8 +9,6 @@ rule evaluate:
         details=directory(W.at("results/trained/{model}/{key}")),
     log:
         W.at("logs/evaluate/trained/{model}/{key}.log"),
-    benchmark:
-        W.at("logs/evaluate/trained/{model}/{key}.benchmark.tsv")
     params:
         plan=W.plan_file,
     resources:
@@ -30,8 +28,6 @@ rule evaluate_released:
         details=directory(W.at("results/released/{model}/{release}")),
     log:
         W.at("logs/evaluate/released/{model}/{release}.log"),
-    benchmark:
-        W.at("logs/evaluate/released/{model}/{release}.benchmark.tsv")
     params:
         plan=W.plan_file,
     resources:
@@ -49,8 +45,6 @@ rule profile:
         W.at("results/profile/{model}/{key}.json"),
     log:
         W.at("logs/profile/{model}/{key}.log"),
-    benchmark:
-        W.at("logs/profile/{model}/{key}.benchmark.tsv")
     params:
         plan=W.plan_file,
     threads: W.threads("profile-{model}-{key}")

@@ -12,8 +12,6 @@ rule train:
         val=W.at("runs/{model}/{key}/val.csv"),
     log:
         W.at("logs/train/{model}/{key}.log"),
-    benchmark:
-        W.at("logs/train/{model}/{key}.benchmark.tsv")
     params:
         plan=W.plan_file,
         launcher=W.launcher,
