@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv repro test rehearsal paper released bench clean-outputs
+.PHONY: venv repro test test-slow rehearsal paper released bench clean-outputs
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,12 @@ repro: venv
 released: venv
 	$(BIN)/snakemake --cores all released
 
+# The default suite (minutes on 2 cores); the end-to-end Snakemake/DVC tests are `test-slow` (CI runs both).
 test: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow"
+
+test-slow: venv
+	$(BIN)/pytest -q -m slow
 
 rehearsal: venv
 	$(BIN)/ramit rehearse

@@ -202,6 +202,11 @@ class SpoolTracker(Tracker):
 def flush_spool(folder: str | os.PathLike) -> int:
     """Log every spooled run in `folder` to MLflow (as children of their recorded parent); returns how
     many were logged. Records stay where they are if the store cannot be reached."""
+    import logging
+
+    # this runs on the orchestrator's console, where MLflow's artifact bars and INFO lines would land
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     folder = Path(folder)
     done = 0
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -139,8 +139,12 @@ def test_prenet_stages_and_truncating_quantisation(baseline_golden, checkpoints_
         stages = torch.stack(model.stage_outputs(x))
     assert (stages - torch.load(baseline_golden / case / "output_stages.pt")).abs().max() <= 1e-4
     # the authors store uint8(255 * clamp(x)) (truncation); our evaluator rounds, so scores differ a little
-    truncated = (stages[-1].clamp(0, 1) * 255).to(torch.uint8)
-    assert torch.equal(truncated, torch.load(baseline_golden / case / "output_uint8.pt"))
+    scaled = stages[-1].clamp(0, 1) * 255
+    truncated = scaled.to(torch.uint8)
+    # equal, except where the value sits on an integer step within float noise (CPU kernels differ)
+    off = truncated.int() - torch.load(baseline_golden / case / "output_uint8.pt").int()
+    on_step = (scaled - scaled.round()).abs() < 255 * 1e-4
+    assert off.abs().max() <= 1 and bool(on_step[off != 0].all()) and (off != 0).float().mean() < 1e-3
     rounded = (stages[-1].clamp(0, 1) * 255).round().to(torch.uint8)
     diff = rounded.int() - truncated.int()
     assert diff.min() == 0 and diff.max() == 1 and diff.sum() > 0

@@ -17,10 +17,11 @@ from pipeline_helpers import BIN, ROOT, run, tiny_plan
 LOG_REDIRECT = re.compile(r"\s*>\s*\S+\.log\s+2>&1\s*$")
 
 
-def test_committed_dvc_yaml_is_current():
-    plan = load_plan(ROOT / "params" / "run.yaml")
-    assert (ROOT / plan.dvc_file).read_text() == dvc_yaml(plan, "params/run.yaml"), (
-        "dvc.yaml is stale: run `ramit stages --params params/run.yaml --write-dvc`")
+@pytest.mark.parametrize("plan_file", ["params/run.yaml", "params/paper.yaml"])
+def test_committed_dvc_yaml_is_current(plan_file):
+    plan = load_plan(ROOT / plan_file)
+    assert (ROOT / plan.dvc_file).read_text() == dvc_yaml(plan, plan_file), (
+        f"{plan.dvc_file} is stale: run `ramit stages --params {plan_file} --write-dvc`")
 
 
 @pytest.mark.parametrize("plan_file", ["params/run.yaml", "params/paper.yaml"])
@@ -143,3 +144,8 @@ def test_released_target_on_set5_with_mirrors(make_project, datasets_mirror, che
     assert "Set5" in (proj / "reports/released/README.md").read_text()
     again = run([str(BIN / "snakemake"), "--cores", "2", "released"], proj, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_snakemake_lint_is_clean():
+    p = run([str(BIN / "snakemake"), "--lint"], ROOT, check=False)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,17 @@ def test_snakemake_and_dvc_take_turns(make_project):
     git_commit(proj, "dvc.yaml")
 
     # `make repro`-style: Snakemake runs everything and records it in dvc.lock
-    _snakemake(proj)
+    first = _snakemake(proj)
     dvc_status_clean(r, "dvc.yaml")
+    # progress bars go to each job's log, never to the console where parallel jobs would interleave them
+    bar = re.compile(r"\d(it/s|s/it)\b")
+    assert not bar.search(first.stdout + first.stderr)
+    assert bar.search((proj / "logs/train/PReNet/dr.log").read_text())
+    # Snakemake's own report embeds the tables and figures
+    _snakemake(proj, "--report", "report.html")
+    html = (proj / "report.html").read_text()
+    for name in ("trained_lle.csv", "trained_dr.csv", "curves_dr.png"):
+        assert name in html, name
     assert "Nothing to be done" in (_snakemake(proj, "-n").stdout + _snakemake(proj, "-n").stderr)
 
     # a recipe key (not `iterations`) of one model, changed in the plan: Snakemake re-runs exactly its stages
