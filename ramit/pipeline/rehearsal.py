@@ -154,10 +154,13 @@ def _manifest_standin(name: str, ds: dict, rows: list[dict], mirror: Path) -> li
 
 def _archive_standin(name: str, ds: dict, mirror: Path) -> None:
     per_member = max(1, FILES_PER_SET // max(1, len(ds["archives"][0]["members"])))
-    for arc in ds["archives"]:
+    taken: dict[str, int] = {}  # per destination folder: two members filling one folder get distinct
+    for arc in ds["archives"]:  # names (BSDS500's train + test), the LQ and HQ of a pair the same ones
         members = {}
         for m in arc["members"]:
-            for i in range(per_member):
+            first = taken.get(m["dest"], 0)
+            taken[m["dest"]] = first + per_member
+            for i in range(first, first + per_member):
                 stem = f"{i + 1:04d}"
                 suffix = ".jpg" if "BSR" in arc["relpath"] else ".png"
                 members[f"{m['src'].strip('/')}/{stem}{suffix}"] = _encode(
