@@ -98,7 +98,9 @@ class Pointwise(nn.Conv2d):
         super().__init__(in_ch, out_ch, 1, bias=bias, groups=groups)
 
     def forward(self, x):
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+        # Under torch.compile the plain conv is traced instead: Inductor picks its own conv kernels.
+        if (not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32
+                and torch.backends.mkldnn.is_available()
                 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, [0, 0], [1, 1], [1, 1], self.groups)
         return super().forward(x)
