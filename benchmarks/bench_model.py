@@ -1,14 +1,18 @@
-"""RAMiT speed benchmark: fused (SDPA) vs reference attention, achieved GFLOP/s vs a plain matmul.
+"""RAMiT speed benchmark: reference path vs fast eager vs compiled, and GFLOP/s vs a plain matmul.
 
-    .venv/bin/python benchmarks/bench_model.py [--runs 5] [--threads 2]
+    .venv/bin/python benchmarks/bench_model.py [--runs 5] [--threads 1 2] [--no-compile] [--backward]
 
-Prints one line per case; no asserts (timings depend on the machine and its load).
+For each thread count and case it prints reference / fast / compiled ms (median of `--runs`, the
+implementations timed round-robin in one process so load drifts hit them alike), the ratios to the
+reference path, and GFLOP/s (MACs from `count_macs`) against a 1024^3 matmul measured in the same run.
+`--backward` adds a forward+backward (training step) line per implementation. No asserts: timings
+depend on the machine and its load. Compiling takes minutes on a CPU; the Inductor cache
+(`ramit.models.ramit.compile_model`) makes a second run start fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 
@@ -16,71 +20,85 @@ import torch
 
 from ramit.models import build_model
 from ramit.models.complexity import count_macs
-from ramit.models.ramit import set_attn_impl
+from ramit.models.ramit import compile_model, set_impl
+
+CASES = [("RAMiT-1", "sr", 2, (64, 64)), ("RAMiT-1", "sr", 2, (128, 128)), ("RAMiT-1", "cdn", None, (128, 128)),
+         ("RAMiT-slimSR", "sr", 2, (128, 128))]
 
 
-def median_ms(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def round_robin_ms(fns: dict, runs: int, warmup: int = 1) -> dict:
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def matmul_gflops(runs: int, n: int = 1024) -> float:
     a, b = torch.rand(n, n), torch.rand(n, n)
-    return 2 * n ** 3 / median_ms(lambda: a @ b, runs) / 1e6
+    return 2 * n ** 3 / round_robin_ms({"mm": lambda: a @ b}, runs)["mm"] / 1e6
 
 
-def cpu_cases(runs: int) -> None:
-    peak_mm = matmul_gflops(runs)
-    print(f"plain torch.matmul 1024^3: {peak_mm:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
-    cases = [("RAMiT-1", "sr", 2, (64, 64)), ("RAMiT-1", "sr", 2, (128, 128)), ("RAMiT-1", "cdn", None, (128, 128))]
-    for name, task, scale, (h, w) in cases:
+def _forward(model, impl, x):
+    def run():
+        set_impl(model, impl)
+        with torch.no_grad():
+            model(x)
+    return run
+
+
+def _step(model, impl, x):
+    def run():
+        set_impl(model, impl)
+        model.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+    return run
+
+
+def bench(threads: int, runs: int, compile_: bool, backward: bool) -> None:
+    torch.set_num_threads(threads)
+    peak = matmul_gflops(runs)
+    print(f"\n== {threads} thread(s); plain matmul 1024^3: {peak:.1f} GFLOP/s")
+    print(f"{'case':28s} {'reference':>10s} {'fast':>9s} {'compiled':>9s} {'fast x':>7s} {'comp x':>7s}  "
+          f"GFLOP/s ref/fast/comp (% of matmul)")
+    for name, task, scale, (h, w) in CASES:
         model = build_model(name, task, scale=scale).eval()
         x = torch.rand(1, model.in_chans, h, w)
         macs = count_macs(model, (model.in_chans, h, w))
-        lat = {}
-        for impl in ("sdpa", "reference"):
-            set_attn_impl(model, impl)
-            rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            with torch.no_grad():
-                lat[impl] = median_ms(lambda: model(x), runs)
-            rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-            print(f"{name} {task}{f' x{scale}' if scale else ''} {h}x{w} {impl:9s}: {lat[impl]:8.1f} ms  "
-                  f"{2 * macs / lat[impl] / 1e6:6.1f} GFLOP/s ({2 * macs / lat[impl] / 1e6 / peak_mm:5.1%} of matmul)  "
-                  f"peak-RSS rise {rss:6.1f} MB")
-        print(f"  -> fused speed-up over reference: {lat['reference'] / lat['sdpa']:.2f}x  (MACs {macs / 1e9:.2f} G)")
-
-
-def cuda_cases(runs: int) -> None:
-    model = build_model("RAMiT-1", "sr", scale=2).eval().cuda()
-    x = torch.rand(1, 3, 360, 640, device="cuda")
-    for impl in ("sdpa", "reference"):
-        set_attn_impl(model, impl)
-        for dtype in (None, torch.bfloat16):
-            def run():
-                with torch.no_grad(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-                    model(x)
-                torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            ms = median_ms(run, runs)
-            print(f"CUDA RAMiT-1 x2 360x640 {impl:9s} {'bf16' if dtype else 'fp32'}: {ms:8.1f} ms  "
-                  f"peak {torch.cuda.max_memory_allocated() / 2**20:7.0f} MB")
+        fns = {"reference": _forward(model, "reference", x), "fast": _forward(model, "fast", x)}
+        if compile_:
+            compiled = compile_model(build_model(name, task, scale=scale).eval())
+            compiled.load_state_dict(model.state_dict())
+            fns["compiled"] = _forward(compiled, "fast", x)
+        ms = round_robin_ms(fns, runs)
+        gf = {k: 2 * macs / v / 1e6 for k, v in ms.items()}
+        comp = ms.get("compiled", float("nan"))
+        label = f"{name} {task}{f' x{scale}' if scale else ''} {h}x{w}"
+        print(f"{label:28s} {ms['reference']:10.1f} {ms['fast']:9.1f} {comp:9.1f} "
+              f"{ms['reference'] / ms['fast']:7.2f} {ms['reference'] / comp:7.2f}  "
+              + " / ".join(f"{gf.get(k, float('nan')):.0f}" for k in ("reference", "fast", "compiled"))
+              + f" ({gf['fast'] / peak:.0%} fast)", flush=True)
+        if backward:
+            model.train()
+            st = round_robin_ms({"reference": _step(model, "reference", x), "fast": _step(model, "fast", x)}, runs)
+            print(f"{'  fwd+bwd step':28s} {st['reference']:10.1f} {st['fast']:9.1f} {'':9s} "
+                  f"{st['reference'] / st['fast']:7.2f}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile column (minutes on a CPU)")
+    ap.add_argument("--backward", action="store_true", help="also time a forward+backward training step")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    cpu_cases(args.runs)
-    if torch.cuda.is_available():
-        cuda_cases(args.runs)
+    for threads in args.threads:
+        bench(threads, args.runs, not args.no_compile, args.backward)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ status is 1 if any check failed):
 * latency: RAMiT, RAMiT-1, RAMiT-slimSR x2 at LR 360x640 (-> 720x1280), the protocol of
   `ramit.evaluate.profile` (inference_mode, warm-up until stable, median/IQR of >= 50 runs, CUDA
   events), fp32 (TF32 off) and bf16, peak memory each; RAMiT also with the reference attention
-  (`attn_impl="reference"`, explicit matmul + softmax) next to the default fused SDPA.
+  (`impl="reference"`, explicit matmul + softmax, NCHW) next to the default fast path.
 * set5: the released RAMiT-1_X2.pth on Set5 (LR made by our MATLAB-exact imresize, Y, 2-px border):
   mean PSNR on CUDA fp32 vs CPU fp32 (check: |delta| <= 0.01 dB, i.e. TF32 really off), and CUDA bf16
   vs fp32 (`precision_check`: warns past 0.01 dB; reported, not failed).
@@ -83,10 +83,10 @@ def check_latency(a) -> dict:
     size, runs = ((16, 16), 1) if a.smoke else ((360, 640), 50)
     rule = WarmupRule(min_runs=1, max_runs=2, window=1, tolerance=1.0) if a.smoke else None
     precisions = ("fp32",) if a.smoke else ("fp32", "bf16")
-    variants = [(m, "sdpa") for m in LATENCY_MODELS] + [("RAMiT", "reference")]
+    variants = [(m, "fast") for m in LATENCY_MODELS] + [("RAMiT", "reference")]
     out = {}
     for name, impl in variants:
-        net = build_model(name, "sr", scale=2, **({"attn_impl": impl} if impl != "sdpa" else {}))
+        net = build_model(name, "sr", scale=2, impl=impl)
         net = net.eval().to(a.device)
         x = torch.rand(1, 3, *size, device=a.device)
         r = latency_fields(net, x, runs, rule, precisions)

@@ -15,23 +15,31 @@ Data flow (spec 2.17):
                                                   stage4 -> o4 * H-RAMi(m1, m2, m3, m4) + f0
                                                     -> to_target (-> + xn if scale 1) -> de-normalise -> crop
 
-Two attention implementations compute the same function: `attn_impl="sdpa"` (fused
-`F.scaled_dot_product_attention`, used by default) and `attn_impl="reference"` (the spec's steps
-transcribed literally: explicit matmul, bias add, softmax). Tests check they agree; the benchmark
-reports the speed ratio.
+Two implementations compute the same function with the same parameters (`impl=`, or `set_impl` later):
+
+* `"reference"`: the spec transcribed literally, NCHW maps, `nn.Conv2d` everywhere, attention as explicit
+  matmul, bias add, softmax. It is the baseline the tests and `benchmarks/bench_model.py` compare with.
+* `"fast"` (default): the same graph on channels_last maps (NHWC memory). Then LayerNorm over channels is a
+  plain `layer_norm` on a permuted *view*, 1x1 convolutions go straight to oneDNN (`Pointwise`), window
+  partitioning moves whole channel vectors in one copy, and SPSA is one fused
+  `F.scaled_dot_product_attention` reading q, k, v as strided views of that copy.
+
+`compile_model` wraps either in `torch.compile` with a persistent Inductor cache (off unless asked for).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTN_IMPLS = ("sdpa", "reference")
+IMPLS = ("fast", "reference")
 
 # Per-task input statistics the released checkpoints were trained with (spec 3). SR picks by scale.
 IMG_NORM: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -66,9 +74,43 @@ def pad_symmetric(x: torch.Tensor, unit: int) -> torch.Tensor:
     return x
 
 
+def _check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    return impl
+
+
+def _cat_channels(*maps: torch.Tensor) -> torch.Tensor:
+    # An empty branch (0 heads) is left out: cat with a 0-channel tensor would also drop channels_last.
+    maps = [m for m in maps if m.shape[1]]
+    return maps[0] if len(maps) == 1 else torch.cat(maps, dim=1)
+
+
 # ------------------------------------------------------------------------------------ small layers
+class Pointwise(nn.Conv2d):
+    """A 1x1 convolution (an `nn.Conv2d`, so the checkpoint keys are unchanged).
+
+    On a channels_last float CPU map it calls oneDNN directly: torch's own heuristic sends single-thread,
+    batch-1 1x1 convolutions to its im2col GEMM, which is ~2.3x slower on these shapes.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, bias: bool = True, groups: int = 1):
+        super().__init__(in_ch, out_ch, 1, bias=bias, groups=groups)
+
+    def forward(self, x):
+        # Under torch.compile the plain conv is traced instead: Inductor picks its own conv kernels.
+        if (not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32
+                and torch.backends.mkldnn.is_available()
+                and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, [0, 0], [1, 1], [1, 1], self.groups)
+        return super().forward(x)
+
+
 class ReshapeLayerNorm(nn.Module):
-    """LayerNorm over channels at every pixel of an NCHW map (the key `.norm` is the checkpoint's)."""
+    """LayerNorm over channels at every pixel of an NCHW map (the key `.norm` is the checkpoint's).
+
+    On a channels_last map both permutes are views, so this costs only the normalisation.
+    """
 
     def __init__(self, dim: int):
         super().__init__()
@@ -84,7 +126,7 @@ class MobiVari1(nn.Module):
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.dw_conv = nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch)
-        self.pw_conv = nn.Conv2d(in_ch, out_ch, 1)
+        self.pw_conv = Pointwise(in_ch, out_ch)
         self.act = nn.LeakyReLU()
         self.residual = in_ch == out_ch
 
@@ -110,8 +152,8 @@ class MobiVari2(nn.Module):
         exp_ch = mobivari2_width(in_ch, exp_factor, expand_groups)
         # Registration order dw, pw, exp reproduces the checkpoint's key order.
         self.dw_conv = nn.Conv2d(exp_ch, exp_ch, 3, padding=1, groups=exp_ch)
-        self.pw_conv = nn.Conv2d(exp_ch, out_ch, 1)
-        self.exp_conv = nn.Conv2d(in_ch, exp_ch, 1, groups=expand_groups)
+        self.pw_conv = Pointwise(exp_ch, out_ch)
+        self.exp_conv = Pointwise(in_ch, exp_ch, groups=expand_groups)
         self.act = nn.LeakyReLU()
         self.residual = in_ch == out_ch
 
@@ -157,10 +199,10 @@ def _window_merge(x: torch.Tensor, ws: int, b: int, h: int, w: int) -> torch.Ten
 class SpatialSelfAttention(nn.Module):
     """SPSA: shifted-window cosine attention with relative position bias; the shift has NO mask (spec 2.3)."""
 
-    def __init__(self, num_heads: int, head_dim: int, window_size: int, attn_impl: str = "sdpa"):
+    def __init__(self, num_heads: int, head_dim: int, window_size: int, impl: str = "fast"):
         super().__init__()
         self.num_heads, self.head_dim, self.window_size = num_heads, head_dim, window_size
-        self.attn_impl = attn_impl
+        self.impl = _check_impl(impl)
         self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(num_heads, 1, 1)))
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
@@ -168,7 +210,7 @@ class SpatialSelfAttention(nn.Module):
         rel = coords[:, :, None] - coords[:, None, :] + window_size - 1
         # Persistent: the released checkpoints contain it.
         self.register_buffer("relative_position_index", rel[0] * (2 * window_size - 1) + rel[1])
-        self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
+        self.proj = Pointwise(num_heads * head_dim, num_heads * head_dim)
 
     def _bias(self) -> torch.Tensor:
         n = self.window_size ** 2
@@ -180,27 +222,34 @@ class SpatialSelfAttention(nn.Module):
 
     def forward(self, qkv: torch.Tensor, shift: int, helper: Optional[torch.Tensor] = None) -> torch.Tensor:
         """qkv [B, heads, 3d, H, W]; helper = previous block's CHSA output [B, L2*d, H, W] or None."""
-        if self.attn_impl == "reference":
+        if self.impl == "reference":
             return self._forward_reference(qkv, shift, helper)
+        return self._forward_fast(qkv, shift, helper)
+
+    def _forward_fast(self, qkv, shift, helper):
+        """channels_last maps in and out; every window tensor keeps the channel vector innermost."""
         b, nh, _, h, w = qkv.shape
         d, ws = self.head_dim, self.window_size
+        t = qkv.permute(0, 3, 4, 1, 2)  # [B, H, W, heads, 3d]: a view of a channels_last map
         if shift:
-            qkv = torch.roll(qkv, (-shift, -shift), dims=(3, 4))
-        # One copy puts q, k, v of every window side by side: [3, B*nW, heads, ws*ws, d].
-        t = qkv.view(b, nh, 3, d, h // ws, ws, w // ws, ws).permute(2, 0, 4, 6, 1, 5, 7, 3)
-        q, k, v = t.reshape(3, -1, nh, ws * ws, d).unbind(0)
+            t = torch.roll(t, (-shift, -shift), dims=(1, 2))
+        # The one copy: [B*nW, ws*ws, heads, 3, d], whole (heads, 3d) vectors moved at a time.
+        t = t.reshape(b, h // ws, ws, w // ws, ws, nh, 3, d).permute(0, 1, 3, 2, 4, 5, 6, 7)
+        q, k, v = t.reshape(-1, ws * ws, nh, 3, d).transpose(1, 2).unbind(3)  # strided [B*nW, heads, n, d]
         if helper is not None:
             # Averaging over CHSA heads commutes with roll and partition, so do it on the smaller map.
-            g = helper.view(b, -1, d, h, w).mean(1, keepdim=True)
+            g = helper.permute(0, 2, 3, 1).reshape(b, h, w, -1, d).mean(3)
             if shift:
-                g = torch.roll(g, (-shift, -shift), dims=(3, 4))
-            v = v * _window_partition(g, ws)
+                g = torch.roll(g, (-shift, -shift), dims=(1, 2))
+            g = g.view(b, h // ws, ws, w // ws, ws, d).permute(0, 1, 3, 2, 4, 5).reshape(-1, 1, ws * ws, d)
+            v = v * g
         # Cosine attention: q^.k^T * scale == (q^ * scale).k^T, so the scale rides on q and SDPA uses scale=1.
         q = F.normalize(q, dim=-1) * self._scale()
         k = F.normalize(k, dim=-1)
         # A 4-D mask: with a 3-D one torch falls back to the (10x slower) math kernel on CPU.
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=self._bias().unsqueeze(0).to(q.dtype), scale=1.0)
-        o = self.proj(_window_merge(o, ws, b, h, w))
+        o = o.transpose(1, 2).reshape(b, h // ws, w // ws, ws, ws, nh * d).permute(0, 1, 3, 2, 4, 5)
+        o = self.proj(o.reshape(b, h, w, nh * d).permute(0, 3, 1, 2))
         if shift:
             o = torch.roll(o, (shift, shift), dims=(2, 3))
         return o
@@ -230,14 +279,36 @@ class SpatialSelfAttention(nn.Module):
 class ChannelSelfAttention(nn.Module):
     """CHSA: global cosine attention between channels of each head (d x d scores), no windows (spec 2.4)."""
 
-    def __init__(self, num_heads: int, head_dim: int):
+    def __init__(self, num_heads: int, head_dim: int, impl: str = "fast"):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, head_dim
+        self.impl = _check_impl(impl)
         self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(num_heads, 1, 1)))
-        self.proj = nn.Conv2d(num_heads * head_dim, num_heads * head_dim, 1)
+        self.proj = Pointwise(num_heads * head_dim, num_heads * head_dim)
+
+    def _scale(self) -> torch.Tensor:
+        return torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
 
     def forward(self, qkv: torch.Tensor, helper: Optional[torch.Tensor] = None) -> torch.Tensor:
         """qkv [B, heads, 3d, H, W]; helper = previous block's SPSA output [B, L1*d, H, W] or None."""
+        if self.impl == "reference":
+            return self._forward_reference(qkv, helper)
+        return self._forward_fast(qkv, helper)
+
+    def _forward_fast(self, qkv, helper):
+        """channels_last maps in and out: q, k, v stay strided token views [B, HW, heads, d], no copy."""
+        b, nh, _, h, w = qkv.shape
+        d = self.head_dim
+        t = qkv.permute(0, 3, 4, 1, 2).reshape(b, h * w, nh, 3 * d)
+        q, k, v = t[..., :d], t[..., d:2 * d], t[..., 2 * d:]
+        if helper is not None:
+            v = v * helper.mean(1).view(b, h * w, 1, 1)
+        q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        attn = (q.permute(0, 2, 3, 1) @ k.transpose(1, 2) * self._scale()).softmax(dim=-1)  # [B, heads, d, d]
+        o = v.transpose(1, 2) @ attn.transpose(-2, -1)  # [B, heads, HW, d] == (attn @ v)^T
+        return self.proj(o.transpose(1, 2).reshape(b, h, w, nh * d).permute(0, 3, 1, 2))
+
+    def _forward_reference(self, qkv, helper):
         b, nh, _, h, w = qkv.shape
         d = self.head_dim
         t = qkv.reshape(b, nh, 3 * d, h * w)
@@ -245,7 +316,7 @@ class ChannelSelfAttention(nn.Module):
         if helper is not None:
             v = v * helper.mean(1, keepdim=True).view(b, 1, 1, h * w)
         attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-        attn = (attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()).softmax(dim=-1)
+        attn = (attn * self._scale()).softmax(dim=-1)
         return self.proj((attn @ v).view(b, nh * d, h, w))
 
 
@@ -253,7 +324,7 @@ class ChannelSelfAttention(nn.Module):
 class QKVProjection(nn.Module):
     def __init__(self, dim: int, qkv_bias: bool):
         super().__init__()
-        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=qkv_bias)
+        self.qkv = Pointwise(dim, 3 * dim, bias=qkv_bias)
 
     def forward(self, x):
         return self.qkv(x)
@@ -262,9 +333,9 @@ class QKVProjection(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden_ratio: float):
         super().__init__()
-        self.hidden = nn.Conv2d(dim, int(dim * hidden_ratio), 1)
+        self.hidden = Pointwise(dim, int(dim * hidden_ratio))
         self.act = nn.GELU()  # exact (erf) GELU, as the checkpoints were trained with
-        self.out = nn.Conv2d(int(dim * hidden_ratio), dim, 1)
+        self.out = Pointwise(int(dim * hidden_ratio), dim)
 
     def forward(self, x):
         return self.out(self.act(self.hidden(x)))
@@ -275,15 +346,15 @@ class DRAMiTBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, chsa_head_ratio: float, window_size: int, shift: int,
                  hidden_ratio: float, qkv_bias: bool, mv_ver: int, exp_factor: float, expand_groups: int,
-                 attn_impl: str = "sdpa"):
+                 impl: str = "fast"):
         super().__init__()
         self.num_heads, self.head_dim, self.shift = num_heads, dim // num_heads, shift
         self.ch_heads = int(num_heads * chsa_head_ratio)
         self.sp_heads = num_heads - self.ch_heads
         self.qkv_proj = QKVProjection(dim, qkv_bias)
-        self.sp_attn = (SpatialSelfAttention(self.sp_heads, self.head_dim, window_size, attn_impl)
+        self.sp_attn = (SpatialSelfAttention(self.sp_heads, self.head_dim, window_size, impl)
                         if self.sp_heads else NoLayer())
-        self.ch_attn = ChannelSelfAttention(self.ch_heads, self.head_dim) if self.ch_heads else NoLayer()
+        self.ch_attn = ChannelSelfAttention(self.ch_heads, self.head_dim, impl) if self.ch_heads else NoLayer()
         self.mobivari = make_mobivari(mv_ver, dim, dim, exp_factor, expand_groups)
         self.norm1 = ReshapeLayerNorm(dim)
         self.ffn = FeedForward(dim, hidden_ratio)
@@ -294,7 +365,7 @@ class DRAMiTBlock(nn.Module):
         qkv = self.qkv_proj(x).view(b, self.num_heads, 3 * self.head_dim, h, w)  # head-major (spec 2.2)
         sp = self.sp_attn(qkv[:, :self.sp_heads], self.shift, helper=ch_prev)
         ch = self.ch_attn(qkv[:, self.sp_heads:], helper=sp_prev)
-        m = self.mobivari(torch.cat([sp, ch], dim=1))
+        m = self.mobivari(_cat_channels(sp, ch))
         a = self.norm1(m) + x
         out = self.norm2(self.ffn(a)) + a
         return out, sp, ch, m
@@ -305,12 +376,12 @@ class EncoderStage(nn.Module):
 
     def __init__(self, depth: int, dim: int, num_heads: int, chsa_head_ratio: float, window_size: int,
                  hidden_ratio: float, qkv_bias: bool, mv_ver: int, exp_factor: float, expand_groups: int,
-                 helper: bool, attn_impl: str = "sdpa"):
+                 helper: bool, impl: str = "fast"):
         super().__init__()
         self.blocks = nn.ModuleDict({
             f"block{i}": DRAMiTBlock(dim, num_heads, chsa_head_ratio, window_size,
                                      0 if i % 2 == 0 else window_size // 2, hidden_ratio, qkv_bias, mv_ver,
-                                     exp_factor, expand_groups, attn_impl)
+                                     exp_factor, expand_groups, impl)
             for i in range(depth)})
         # With one branch empty there is nothing to pass across (spec 2.5).
         ch_heads = int(num_heads * chsa_head_ratio)
@@ -402,7 +473,7 @@ class RAMiT(nn.Module):
       helper                          reciprocal helper on/off (official: on for SR/LLE, off for DN/DR)
       hrami                           H-RAMi gate on/off (off: o4 + f0, no attn_mix parameters)
       img_mean, img_std               per-task normalisation (not in the state_dict)
-      attn_impl                       "sdpa" (fused) or "reference" (explicit matmul + softmax)
+      impl                            "fast" (channels_last, oneDNN 1x1, fused SDPA) or "reference" (module doc)
     """
 
     # State-dict keys whose shape depends on the scale: re-initialised when x3/x4 warm-start from x2.
@@ -415,12 +486,11 @@ class RAMiT(nn.Module):
                  block_exp_factor: float = 1.2, block_expand_groups: int = 4,
                  bottleneck_exp_factor: float = 1.2, bottleneck_expand_groups: int = 4, tail_mv: int = 2,
                  helper: bool = True, hrami: bool = True, img_mean: Optional[Sequence[float]] = None,
-                 img_std: Optional[Sequence[float]] = None, attn_impl: str = "sdpa"):
+                 img_std: Optional[Sequence[float]] = None, impl: str = "fast"):
         super().__init__()
         if len(depths) != 4 or len(num_heads) != 4:
             raise ValueError(f"depths and num_heads need 4 entries, got {list(depths)} and {list(num_heads)}")
-        if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+        self.impl = _check_impl(impl)
         if not 0.0 <= chsa_head_ratio <= 1.0:
             raise ValueError(f"chsa_head_ratio must be in [0, 1], got {chsa_head_ratio}")
         if scale not in (1, 2, 3, 4):
@@ -441,7 +511,7 @@ class RAMiT(nn.Module):
 
         def stage(i):
             return EncoderStage(depths[i], dim, num_heads[i], chsa_head_ratio, window_size, hidden_ratio, qkv_bias,
-                                mv_ver, block_exp_factor, block_expand_groups, helper, attn_impl)
+                                mv_ver, block_exp_factor, block_expand_groups, helper, impl)
 
         self.shallow = ShallowModule(in_chans, dim)
         self.stage1 = stage(0)
@@ -472,16 +542,36 @@ class RAMiT(nn.Module):
         h, w = x.shape[-2:]
         x = pad_symmetric(x, self.unit)
         mean, std = self.img_mean.to(x.dtype), self.img_std.to(x.dtype)
-        r = self.forward_features((x - mean) / std)
+        xn = (x - mean) / std
+        if self.impl == "fast":  # every layer keeps the layout it is given
+            xn = xn.contiguous(memory_format=torch.channels_last)
+        r = self.forward_features(xn)
         y = r * std.to(r.dtype) + mean.to(r.dtype)
-        return y[:, :, :h * self.scale, :w * self.scale]
+        y = y[:, :, :h * self.scale, :w * self.scale]
+        return y.contiguous() if self.impl == "fast" else y
 
 
-def set_attn_impl(model: nn.Module, attn_impl: str) -> nn.Module:
-    """Switch every SPSA of `model` between the fused and the reference path (same weights, same function)."""
-    if attn_impl not in ATTN_IMPLS:
-        raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+def set_impl(model: nn.Module, impl: str) -> nn.Module:
+    """Switch every RAMiT part of `model` between the fast and the reference path (same weights, same function)."""
+    _check_impl(impl)
     for m in model.modules():
-        if isinstance(m, SpatialSelfAttention):
-            m.attn_impl = attn_impl
+        if isinstance(m, (RAMiT, SpatialSelfAttention, ChannelSelfAttention)):
+            m.impl = impl
     return model
+
+
+def compile_model(model: nn.Module, cache_dir: Optional[str | Path] = None, **compile_kwargs) -> nn.Module:
+    """`torch.compile(model)` with Inductor's on-disk caches kept in one persistent folder.
+
+    Compiling RAMiT takes minutes on a CPU; with the FX-graph and kernel caches on disk a second process
+    compiling the same model and input shape reuses the artefacts. The folder is `cache_dir`, else
+    `$TORCHINDUCTOR_CACHE_DIR` if the caller set it, else `~/.cache/ramit/inductor`. Off by default
+    everywhere (train recipe `compile: true` turns it on): it pays only for long runs at one input size.
+    """
+    folder = cache_dir or os.environ.get("TORCHINDUCTOR_CACHE_DIR") or Path.home() / ".cache" / "ramit" / "inductor"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)  # read by Inductor when it first writes a cache entry
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+    return torch.compile(model, **compile_kwargs)

@@ -80,7 +80,11 @@ def wrap_model(net: torch.nn.Module, world: int, dev: torch.device, compile: boo
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         m = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    return torch.compile(m) if compile else m
+    if not compile:
+        return m
+    from ramit.models.ramit import compile_model  # persistent Inductor cache: a re-run does not compile again
+
+    return compile_model(m)
 
 
 

@@ -39,7 +39,7 @@ def test_smoke_runs_every_part_on_the_cpu(tmp_path):
     assert "all checks passed" in r.stdout
     res = json.loads((tmp_path / "gpu_check.json").read_text())
     lat = res["parts"]["latency"]["results"]
-    assert sorted(lat) == ["RAMiT-1/sdpa", "RAMiT-slimSR/sdpa", "RAMiT/reference", "RAMiT/sdpa"]
+    assert sorted(lat) == ["RAMiT-1/fast", "RAMiT-slimSR/fast", "RAMiT/fast", "RAMiT/reference"]
     assert all(v["latency_ms"]["fp32"] > 0 and v["output"] == [32, 32] for v in lat.values())
     s5 = res["parts"]["set5"]
     assert s5["ok"] and s5["images"] == 2 and s5["delta_db_device_vs_cpu"] == 0

@@ -9,7 +9,7 @@ from torch import nn
 
 from ramit.models import build_model
 from ramit.models.complexity import count_macs, count_params
-from ramit.models.ramit import set_attn_impl
+from ramit.models.ramit import set_impl
 
 
 def test_params_match_official_counts(golden_dir):
@@ -49,7 +49,7 @@ def test_macs_include_attention_for_fused_and_reference_paths():
     convs = _conv_macs(model, x)
     attn = _attention_macs((2, 1, 1, 2), 64, 64)
     fused = count_macs(model, (3, 40, 56))
-    set_attn_impl(model, "reference")
+    set_impl(model, "reference")
     reference = count_macs(model, (3, 40, 56))
     assert fused == reference == convs + attn
     assert not any(model._forward_hooks for model in model.modules())  # ptflops' hooks stay off our model
