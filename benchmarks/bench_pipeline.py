@@ -9,7 +9,6 @@ times a second invocation of each (which must do nothing), and prints the times 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,9 @@ def sh(cmd: list[str], cwd: Path) -> float:
 
 
 def copy_project(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
-    for f in files:
-        if (ROOT / f).is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dest / f)
+    from ramit.pipeline.rehearsal import copy_project as copy_tree
+
+    copy_tree(dest)
     plan = yaml.safe_load((ROOT / "params/run.yaml").read_text())
     plan.update(models={"RAMiT-slimLLE": {"keys": ["lle"], "train": {"iterations": 2}},
                         "Identity": {"keys": ["lle"], "trained": False}},
