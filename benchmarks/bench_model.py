@@ -1,6 +1,6 @@
 """RAMiT speed benchmark: reference path vs fast eager vs compiled, and GFLOP/s vs a plain matmul.
 
-    .venv/bin/python benchmarks/bench_model.py [--runs 5] [--threads 1 2] [--no-compile] [--backward]
+    .venv/bin/python benchmarks/bench_model.py [--runs 5] [--threads 1 2] [--no-compile] [--backward] [--only 128x128]
 
 For each thread count and case it prints reference / fast / compiled ms (median of `--runs`, the
 implementations timed round-robin in one process so load drifts hit them alike), the ratios to the
@@ -16,11 +16,15 @@ import argparse
 import statistics
 import time
 
-import torch
+from ramit.runtime import tune_allocator
 
-from ramit.models import build_model
-from ramit.models.complexity import count_macs
-from ramit.models.ramit import compile_model, set_impl
+tune_allocator()  # as every `ramit` command does, before torch allocates
+
+import torch  # noqa: E402
+
+from ramit.models import build_model  # noqa: E402
+from ramit.models.complexity import count_macs  # noqa: E402
+from ramit.models.ramit import compile_model, set_impl  # noqa: E402
 
 CASES = [("RAMiT-1", "sr", 2, (64, 64)), ("RAMiT-1", "sr", 2, (128, 128)), ("RAMiT-1", "cdn", None, (128, 128)),
          ("RAMiT-slimSR", "sr", 2, (128, 128))]
@@ -60,20 +64,25 @@ def _step(model, impl, x):
     return run
 
 
-def bench(threads: int, runs: int, compile_: bool, backward: bool) -> None:
+def bench(threads: int, runs: int, compile_: bool, backward: bool, only: str = "") -> None:
     torch.set_num_threads(threads)
     peak = matmul_gflops(runs)
     print(f"\n== {threads} thread(s); plain matmul 1024^3: {peak:.1f} GFLOP/s")
     print(f"{'case':28s} {'reference':>10s} {'fast':>9s} {'compiled':>9s} {'fast x':>7s} {'comp x':>7s}  "
           f"GFLOP/s ref/fast/comp (% of matmul)")
     for name, task, scale, (h, w) in CASES:
+        if only and only not in f"{name} {task} x{scale} {h}x{w}":
+            continue
         model = build_model(name, task, scale=scale).eval()
         x = torch.rand(1, model.in_chans, h, w)
         macs = count_macs(model, (model.in_chans, h, w))
         fns = {"reference": _forward(model, "reference", x), "fast": _forward(model, "fast", x)}
         if compile_:
-            compiled = compile_model(build_model(name, task, scale=scale).eval())
-            compiled.load_state_dict(model.state_dict())
+            twin = build_model(name, task, scale=scale).eval()
+            twin.load_state_dict(model.state_dict())  # before compiling: the wrapper's keys carry a prefix
+            # One graph per case: with dynamic=None the second case's new size would make Dynamo recompile
+            # the shared forward with symbolic shapes (slower to build and to run).
+            compiled = compile_model(twin, dynamic=False)
             fns["compiled"] = _forward(compiled, "fast", x)
         ms = round_robin_ms(fns, runs)
         gf = {k: 2 * macs / v / 1e6 for k, v in ms.items()}
@@ -96,9 +105,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile column (minutes on a CPU)")
     ap.add_argument("--backward", action="store_true", help="also time a forward+backward training step")
+    ap.add_argument("--only", default="", help="run the cases whose label contains this, e.g. '128x128'")
     args = ap.parse_args()
     for threads in args.threads:
-        bench(threads, args.runs, not args.no_compile, args.backward)
+        bench(threads, args.runs, not args.no_compile, args.backward, args.only)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,21 @@
-"""No-op re-run time of both orchestrators on a small plan (Snakemake and DVC over the same stages).
+"""Per-family job time and per-job overhead, and the no-op re-run time of both orchestrators.
 
     python benchmarks/bench_pipeline.py
 
-Copies the project to a temp dir, runs a small plan once with Snakemake and once with DVC, then
-times a second invocation of each (which must do nothing), and prints the times and their ratio.
+Copies the project to a temp dir with a small plan (one trained model, one non-learned one, lle).
+1. Runs every stage's command of its dvc.yaml in order, one process each as the orchestrators do, then
+   the same stages in one warm process (torch and MLflow already imported): per family it prints the
+   median job time, the warm time (the work) and their difference (what a separate job costs:
+   interpreter start-up, imports, plan loading), and the import cost of the heavy modules alone.
+2. Runs the plan once with Snakemake and once with DVC, then times a second invocation of each (which
+   must do nothing), and prints the times and their ratio.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,13 +53,71 @@ def copy_project(dest: Path) -> None:
         subprocess.run(cmd, cwd=dest, check=True)
 
 
+def import_cost(stmt: str, runs: int = 3) -> float:
+    return min(sh([sys.executable, "-c", stmt], ROOT) for _ in range(runs))
+
+
+WARM = r"""
+import json, sys, time
+import torch, mlflow  # noqa: F401  (imported once, before the clock: what a warm process has paid)
+from ramit.pipeline.run import run_stage
+times = {}
+for name in sys.argv[1:]:
+    t = time.perf_counter()
+    run_stage("params/run.yaml", name)
+    times[name] = time.perf_counter() - t
+print(json.dumps(times))
+"""
+
+
+def clean(proj: Path) -> None:
+    """Back to the committed tree (outputs, dvc.lock and the store gone), keeping the small plan's dvc.yaml."""
+    subprocess.run(["git", "clean", "-fdxq", "-e", "dvc.yaml"], cwd=proj, check=True)
+    (proj / "dvc.lock").unlink(missing_ok=True)
+
+
+def per_family(proj: Path) -> None:
+    """Every stage as its own process (as Snakemake and DVC run it), then all of them in one warm process:
+    the difference per job is what being a separate job costs (start-up, imports, plan loading)."""
+    stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
+    walls = {}
+    # Runs spooled to a folder, as under Snakemake on a local store (the invocation sends them to MLflow).
+    os.environ["RAMIT_TRACKING_SPOOL"] = str(proj / ".ramit/tracking/bench")
+    try:
+        for name, stage in stages.items():
+            cmd = stage["cmd"].split()
+            walls[name] = sh([str(BIN / cmd[0]), *cmd[1:]], proj)
+        clean(proj)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{proj / 'mlflow.db'}"}
+    finally:
+        del os.environ["RAMIT_TRACKING_SPOOL"]
+    out = subprocess.run([sys.executable, "-c", WARM, *stages], cwd=proj, env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"warm run failed:\n{out.stderr[-3000:]}")
+    warm = json.loads(out.stdout.strip().splitlines()[-1])
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for name, stage in stages.items():
+        rows.setdefault(stage["cmd"].split()[1], []).append((walls[name], warm[name]))
+    print("per family: one process per job (as the orchestrators run them) vs the same stages in one warm process")
+    print(f"{'family':10s} {'jobs':>4s} {'job s':>7s} {'warm s':>7s} {'overhead s':>10s}  (medians per job)")
+    for fam, r in rows.items():
+        med = [statistics.median(x) for x in zip(*r)]
+        print(f"{fam:10s} {len(r):4d} {med[0]:7.2f} {med[1]:7.2f} {statistics.median(w - x for w, x in r):10.2f}")
+    print(f"imports alone: python {import_cost('pass'):.2f} s, ramit.cli {import_cost('import ramit.cli'):.2f} s, "
+          f"torch {import_cost('import torch'):.2f} s, mlflow {import_cost('import mlflow'):.2f} s, "
+          f"all {import_cost('import ramit.cli, torch, mlflow'):.2f} s")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proj = Path(tmp)
         copy_project(proj)
-        sh([str(BIN / "ramit"), "stages", "--write-dvc", "dvc.yaml"], proj)
+        sh([str(BIN / "ramit"), "stages", "--write-dvc"], proj)
+        per_family(proj)
+        clean(proj)
         full_snake = sh([str(BIN / "snakemake"), "--cores", "2"], proj)
         noop_snake = min(sh([str(BIN / "snakemake"), "--cores", "2"], proj) for _ in range(3))
+        clean(proj)  # else DVC finds Snakemake's work already in dvc.lock
         full_dvc = sh([str(BIN / "dvc"), "repro"], proj)
         noop_dvc = min(sh([str(BIN / "dvc"), "repro"], proj) for _ in range(3))
     print(f"small plan (1 trained + 1 non-learned model, lle), 2 cores")

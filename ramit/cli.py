@@ -11,6 +11,11 @@ from typing import List, Optional
 
 import typer
 
+from ramit.runtime import tune_allocator
+
+# Before any command imports torch: huge pages and a heap that keeps freed activations (ramit/runtime.py).
+tune_allocator()
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -167,10 +168,10 @@ def log_to_mlflow(result: dict) -> bool:
     """
     metrics = {k: result[k] for k in ("psnr", "ssim", "seconds") if isinstance(result.get(k), (int, float))}
     try:
-        import mlflow
-
-        active = mlflow.active_run()
-        if active is not None:
+        # A run can only be active if this process imported mlflow; importing it just to ask costs every
+        # evaluation job ~1.5 s (benchmarks/bench_pipeline.py).
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is not None and mlflow.active_run() is not None:
             # Several datasets/settings may share the caller's run: keep their keys apart.
             prefix = f"{result['model']}/{result['setting']}/{result['dataset']}/"
             mlflow.log_metrics({prefix + k: v for k, v in metrics.items()})

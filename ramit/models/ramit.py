@@ -20,15 +20,18 @@ Two implementations compute the same function with the same parameters (`impl=`,
 * `"reference"`: the spec transcribed literally, NCHW maps, `nn.Conv2d` everywhere, attention as explicit
   matmul, bias add, softmax. It is the baseline the tests and `benchmarks/bench_model.py` compare with.
 * `"fast"` (default): the same graph on channels_last maps (NHWC memory). Then LayerNorm over channels is a
-  plain `layer_norm` on a permuted *view*, 1x1 convolutions go straight to oneDNN (`Pointwise`), window
-  partitioning moves whole channel vectors in one copy, and SPSA is one fused
-  `F.scaled_dot_product_attention` reading q, k, v as strided views of that copy.
+  plain `layer_norm` on a permuted *view*, 1x1 convolutions go straight to oneDNN (`Pointwise`), the shift
+  and the window partition are one row gather each way (`_window_order`), and SPSA is one fused
+  `F.scaled_dot_product_attention` on strided q, k, v views (explicit matmuls with more than one CPU
+  thread, where torch's flash kernel does not scale). Without autograd (evaluation), activations and
+  residual sums ride on the convolutions as oneDNN post-ops (`conv_act`, `conv_add`).
 
 `compile_model` wraps either in `torch.compile` with a persistent Inductor cache (off unless asked for).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import OrderedDict
@@ -87,6 +90,13 @@ def _cat_channels(*maps: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------ small layers
+def _onednn_map(x: torch.Tensor) -> bool:
+    """A float32 CPU map in channels_last memory, eager: what the oneDNN calls below are for."""
+    return (not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32
+            and torch.backends.mkldnn.is_available()
+            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+
+
 class Pointwise(nn.Conv2d):
     """A 1x1 convolution (an `nn.Conv2d`, so the checkpoint keys are unchanged).
 
@@ -99,11 +109,48 @@ class Pointwise(nn.Conv2d):
 
     def forward(self, x):
         # Under torch.compile the plain conv is traced instead: Inductor picks its own conv kernels.
-        if (not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32
-                and torch.backends.mkldnn.is_available()
-                and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+        if _onednn_map(x):
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, [0, 0], [1, 1], [1, 1], self.groups)
         return super().forward(x)
+
+
+# oneDNN post-ops for the activations the network uses: (attr, scalars, algorithm).
+def _post_op(act: nn.Module) -> tuple[str, list, str]:
+    if isinstance(act, nn.LeakyReLU):
+        return "leaky_relu", [act.negative_slope], ""
+    if isinstance(act, nn.GELU):
+        return "gelu", [], act.approximate  # "none" is the exact erf GELU
+    raise TypeError(f"no oneDNN post-op for {type(act).__name__}")
+
+
+def _fusable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    # oneDNN's conv+post-op kernels have no autograd formula: inference (or frozen weights) only.
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
+    return not needs_grad and _onednn_map(x)
+
+
+def _conv_args(conv: nn.Conv2d) -> tuple:
+    return conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
+
+
+def conv_act(conv: nn.Conv2d, x: torch.Tensor, act: nn.Module) -> torch.Tensor:
+    """`act(conv(x))`; at inference on a channels_last CPU map one oneDNN call with `act` as a post-op."""
+    if _fusable(conv, x):
+        return torch.ops.mkldnn._convolution_pointwise(x, *_conv_args(conv), *_post_op(act))
+    return act(conv(x))
+
+
+def conv_add(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor, act: Optional[nn.Module] = None) -> torch.Tensor:
+    """`act(conv(x) + other)` (no `act`: the sum); at inference the sum is a oneDNN post-op of the conv.
+
+    (torch's binary-fusion op takes only ReLU as a following unary post-op, so `act` stays a separate call.)
+    """
+    if _fusable(conv, x) and other.shape == (x.shape[0], conv.out_channels, *x.shape[2:]) \
+            and other.is_contiguous(memory_format=torch.channels_last):
+        y = torch.ops.mkldnn._convolution_pointwise.binary(x, other, *_conv_args(conv), "add", None, None, [], None)
+    else:
+        y = conv(x) + other
+    return act(y) if act is not None else y
 
 
 class ReshapeLayerNorm(nn.Module):
@@ -131,7 +178,7 @@ class MobiVari1(nn.Module):
         self.residual = in_ch == out_ch
 
     def forward(self, x):
-        z = self.act(self.pw_conv(self.act(self.dw_conv(x)) + x))
+        z = conv_act(self.pw_conv, conv_act(self.dw_conv, x, self.act) + x, self.act)
         return z + x if self.residual else z
 
 
@@ -158,11 +205,11 @@ class MobiVari2(nn.Module):
         self.residual = in_ch == out_ch
 
     def forward(self, x):
-        u = self.act(self.exp_conv(x))
+        u = conv_act(self.exp_conv, x, self.act)
         # Unlike MobiVari1, the activation comes *after* the inner residual sum (dw(u) + u); placing it on
         # dw(u) alone (the v1 pattern) loads strictly but ruins the released v2 checkpoints (Set5 x2 ~18 dB).
-        z = self.pw_conv(self.act(self.dw_conv(u) + u))
-        return z + x if self.residual else z
+        v = conv_add(self.dw_conv, u, u, self.act)
+        return conv_add(self.pw_conv, v, x) if self.residual else self.pw_conv(v)
 
 
 def make_mobivari(mv_ver: int, in_ch: int, out_ch: int, exp_factor: float, expand_groups: int) -> nn.Module:
@@ -196,6 +243,31 @@ def _window_merge(x: torch.Tensor, ws: int, b: int, h: int, w: int) -> torch.Ten
     return x.reshape(b, g * c, h, w)
 
 
+def _unit(x: torch.Tensor, dim: int, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`F.normalize(x, dim=dim)` (same eps), times `scale` if given: one pass over x, the reciprocal on the norms."""
+    inv = torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(1e-12).reciprocal()
+    return x * (inv if scale is None else inv * scale)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_order(b: int, h: int, w: int, ws: int, shift: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices into [B*H*W] tokens: pixel order -> windows (batch-major, rolled by -shift, row-major
+    windows, row-major tokens), and back. (A gather along dim 0 of a 2-D view is torch's fastest one.)"""
+    pixels = torch.arange(h * w).view(h, w)
+    if shift:
+        pixels = torch.roll(pixels, (-shift, -shift), dims=(0, 1))
+    one = pixels.view(h // ws, ws, w // ws, ws).permute(0, 2, 1, 3).reshape(-1)
+    to_windows = (torch.arange(b)[:, None] * (h * w) + one).reshape(-1)
+    return to_windows.to(device), torch.argsort(to_windows).to(device)
+
+
+def _explicit_attention(q: torch.Tensor) -> bool:
+    # torch's CPU flash kernel gets slower, not faster, with a second thread at 64 tokens x 16 dims
+    # (benchmarks/README.md); explicit batched matmuls scale. Compiled graphs keep SDPA (Inductor lowers it,
+    # and reading the thread count would break the graph).
+    return not torch.compiler.is_compiling() and q.device.type == "cpu" and torch.get_num_threads() > 1
+
+
 class SpatialSelfAttention(nn.Module):
     """SPSA: shifted-window cosine attention with relative position bias; the shift has NO mask (spec 2.3)."""
 
@@ -227,32 +299,33 @@ class SpatialSelfAttention(nn.Module):
         return self._forward_fast(qkv, shift, helper)
 
     def _forward_fast(self, qkv, shift, helper):
-        """channels_last maps in and out; every window tensor keeps the channel vector innermost."""
+        """channels_last maps in and out; tokens move between pixel and window order in one gather each way."""
         b, nh, _, h, w = qkv.shape
         d, ws = self.head_dim, self.window_size
-        t = qkv.permute(0, 3, 4, 1, 2)  # [B, H, W, heads, 3d]: a view of a channels_last map
-        if shift:
-            t = torch.roll(t, (-shift, -shift), dims=(1, 2))
-        # The one copy: [B*nW, ws*ws, heads, 3, d], whole (heads, 3d) vectors moved at a time.
-        t = t.reshape(b, h // ws, ws, w // ws, ws, nh, 3, d).permute(0, 1, 3, 2, 4, 5, 6, 7)
-        q, k, v = t.reshape(-1, ws * ws, nh, 3, d).transpose(1, 2).unbind(3)  # strided [B*nW, heads, n, d]
+        # (Compiled, the index build is traced into the graph, where Inductor folds it: no cache wrapper there.)
+        order = _window_order.__wrapped__ if torch.compiler.is_compiling() else _window_order
+        to_windows, to_pixels = order(b, h, w, ws, shift, qkv.device)
+        # [B*H*W, heads*3d] is a view of the channels_last map; the gather is the roll *and* the partition.
+        t = qkv.permute(0, 3, 4, 1, 2).reshape(b * h * w, nh * 3 * d).index_select(0, to_windows)
+        t = t.view(-1, ws * ws, nh, 3, d)  # [B*nW, n, heads, (q, k, v), d]
+        # Cosine attention: q^.k^T * scale == (q^ * scale).k^T, so the scale rides on q's normalisation,
+        # and q and k are normalised in one pass (factor: scale for q, 1 for k).
+        factor = torch.cat([self._scale(), torch.ones_like(self._scale())], dim=1).to(t.dtype)  # [heads, 2, 1]
+        qk = _unit(t[..., :2, :], -1, factor)
+        q, k, v = qk[..., 0, :].transpose(1, 2), qk[..., 1, :].transpose(1, 2), t[..., 2, :].transpose(1, 2)
         if helper is not None:
             # Averaging over CHSA heads commutes with roll and partition, so do it on the smaller map.
-            g = helper.permute(0, 2, 3, 1).reshape(b, h, w, -1, d).mean(3)
-            if shift:
-                g = torch.roll(g, (-shift, -shift), dims=(1, 2))
-            g = g.view(b, h // ws, ws, w // ws, ws, d).permute(0, 1, 3, 2, 4, 5).reshape(-1, 1, ws * ws, d)
-            v = v * g
-        # Cosine attention: q^.k^T * scale == (q^ * scale).k^T, so the scale rides on q and SDPA uses scale=1.
-        q = F.normalize(q, dim=-1) * self._scale()
-        k = F.normalize(k, dim=-1)
-        # A 4-D mask: with a 3-D one torch falls back to the (10x slower) math kernel on CPU.
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=self._bias().unsqueeze(0).to(q.dtype), scale=1.0)
-        o = o.transpose(1, 2).reshape(b, h // ws, w // ws, ws, ws, nh * d).permute(0, 1, 3, 2, 4, 5)
-        o = self.proj(o.reshape(b, h, w, nh * d).permute(0, 3, 1, 2))
-        if shift:
-            o = torch.roll(o, (shift, shift), dims=(2, 3))
-        return o
+            g = helper.permute(0, 2, 3, 1).reshape(b * h * w, -1, d).mean(1).index_select(0, to_windows)
+            v = v * g.view(-1, 1, ws * ws, d)
+        bias = self._bias().unsqueeze(0).to(q.dtype)  # 4-D: with a 3-D mask SDPA takes its slow math kernel
+        if _explicit_attention(q):
+            o = (q @ k.transpose(-2, -1)).add_(bias).softmax(dim=-1) @ v
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        # proj is 1x1, blind to pixel order: apply it in window order, then one gather back (merge + roll).
+        o = o.transpose(1, 2).reshape(b, h, w, nh * d).permute(0, 3, 1, 2)
+        o = self.proj(o).permute(0, 2, 3, 1).reshape(b * h * w, nh * d).index_select(0, to_pixels)
+        return o.view(b, h, w, nh * d).permute(0, 3, 1, 2)
 
     def _forward_reference(self, qkv, shift, helper):
         """The spec's steps one by one (kept for the parity test and the benchmark baseline)."""
@@ -303,7 +376,7 @@ class ChannelSelfAttention(nn.Module):
         q, k, v = t[..., :d], t[..., d:2 * d], t[..., 2 * d:]
         if helper is not None:
             v = v * helper.mean(1).view(b, h * w, 1, 1)
-        q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        q, k = _unit(q, 1), _unit(k, 1)
         attn = (q.permute(0, 2, 3, 1) @ k.transpose(1, 2) * self._scale()).softmax(dim=-1)  # [B, heads, d, d]
         o = v.transpose(1, 2) @ attn.transpose(-2, -1)  # [B, heads, HW, d] == (attn @ v)^T
         return self.proj(o.transpose(1, 2).reshape(b, h, w, nh * d).permute(0, 3, 1, 2))
@@ -338,7 +411,7 @@ class FeedForward(nn.Module):
         self.out = Pointwise(int(dim * hidden_ratio), dim)
 
     def forward(self, x):
-        return self.out(self.act(self.hidden(x)))
+        return self.out(conv_act(self.hidden, x, self.act))
 
 
 class DRAMiTBlock(nn.Module):
