@@ -124,9 +124,13 @@ def _post_op(act: nn.Module) -> tuple[str, list, str]:
 
 
 def _fusable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    # oneDNN's conv+post-op kernels have no autograd formula: inference (or frozen weights) only.
+    # oneDNN's conv+post-op kernels have no autograd formula: inference (or frozen weights) only. The fused
+    # call bypasses the conv module, so a module with hooks (a MACs counter, a feature probe) takes the
+    # plain path, where its hooks run.
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
-    return not needs_grad and _onednn_map(x)
+    hooked = bool(conv._forward_hooks or conv._forward_pre_hooks
+                  or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
+    return not needs_grad and not hooked and _onednn_map(x)
 
 
 def _conv_args(conv: nn.Conv2d) -> tuple:
