@@ -314,7 +314,8 @@ class SpatialSelfAttention(nn.Module):
         t = t.view(-1, ws * ws, nh, 3, d)  # [B*nW, n, heads, (q, k, v), d]
         # Cosine attention: q^.k^T * scale == (q^ * scale).k^T, so the scale rides on q's normalisation,
         # and q and k are normalised in one pass (factor: scale for q, 1 for k).
-        factor = torch.cat([self._scale(), torch.ones_like(self._scale())], dim=1).to(t.dtype)  # [heads, 2, 1]
+        scale = self._scale()
+        factor = torch.cat([scale, torch.ones_like(scale)], dim=1).to(t.dtype)  # [heads, 2, 1]
         qk = _unit(t[..., :2, :], -1, factor)
         q, k, v = qk[..., 0, :].transpose(1, 2), qk[..., 1, :].transpose(1, 2), t[..., 2, :].transpose(1, 2)
         if helper is not None:
