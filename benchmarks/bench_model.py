@@ -82,7 +82,7 @@ def bench(threads: int, runs: int, compile_: bool, backward: bool, only: str = "
             twin.load_state_dict(model.state_dict())  # before compiling: the wrapper's keys carry a prefix
             # One graph per case: with dynamic=None the second case's new size would make Dynamo recompile
             # the shared forward with symbolic shapes (slower to build and to run).
-            compiled = compile_model(twin, dynamic=False)
+            compiled = compile_model(twin, inference=True)  # frozen weights, dynamic=False
             fns["compiled"] = _forward(compiled, "fast", x)
         ms = round_robin_ms(fns, runs)
         gf = {k: 2 * macs / v / 1e6 for k, v in ms.items()}

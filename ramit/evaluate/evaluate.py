@@ -144,6 +144,20 @@ def build_and_load(model: str, setting: Setting, checkpoint: str | os.PathLike |
     return net
 
 
+def for_inference(net: torch.nn.Module, compile: bool) -> torch.nn.Module:
+    """The network as evaluation runs it: `net` itself, or with `compile` a `torch.compile` of it with frozen
+    weights and the persistent Inductor cache (`ramit.models.ramit.compile_model`).
+
+    Every new padded input size compiles again (minutes on a CPU, cached on disk for the next run), so it
+    pays on test sets with few distinct sizes (Kodak24, McMaster, CBSD68) and long runs, not on Urban100.
+    A model without weights (Bicubic, Identity) has nothing to compile and runs as it is."""
+    if not compile or not any(True for _ in net.parameters()):
+        return net
+    from ramit.models.ramit import compile_model
+
+    return compile_model(net.eval(), inference=True)
+
+
 def _write_csv(path: Path, rows: list[ImageScore]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -204,6 +218,7 @@ def evaluate_cli(
     self_ensemble: bool = False,
     precision: str = "fp32",
     device: str = "auto",
+    compile: bool = False,
 ) -> dict:
     """Evaluate one model on one test set: write `<out>` (JSON) and `<out>.csv`, return the JSON dict."""
     st = parse_setting(setting)
@@ -212,7 +227,7 @@ def evaluate_cli(
     dev = resolve_device(device)
     check_options(precision, dev, tile, tile_overlap)
     check_data(Path(data), st)  # before the model: a wrong folder is the likelier mistake
-    net = build_and_load(model, st, checkpoint)
+    net = for_inference(build_and_load(model, st, checkpoint), compile)
     opts = dict(tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble, precision=precision, device=dev)
     result = evaluate_set(net, model, st, Path(data), Path(out), checkpoint=checkpoint, source=source,
                           save_images=save_images, **opts)
@@ -243,7 +258,8 @@ def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpo
     t0 = time.perf_counter()
     rows = score_pairs(net, pairs, st, save_images=save_images, crops_dir=crops_dir, crops=crops,
                        desc=f"{model} {st.key} {dataset}", **opts)
-    result = _result(model, st, dataset, source, checkpoint, rows, time.perf_counter() - t0, opts)
+    result = _result(model, st, dataset, source, checkpoint, rows, time.perf_counter() - t0, opts,
+                     compiled=_is_compiled(net))
     if opts["precision"] != "fp32":  # the first image again in fp32: a reduced precision must not move the score
         ref = score_pairs(net, pairs[:1], st, **{**opts, "precision": "fp32"}, desc="fp32 check")
         result["precision_check"] = precision_check(rows[0].name, rows[0].psnr, ref[0].psnr, opts["precision"])
@@ -252,7 +268,12 @@ def evaluate_set(net, model: str, st: Setting, data: Path, out: Path, *, checkpo
     return result
 
 
-def _result(model, st, dataset, source, checkpoint, rows, seconds, opts) -> dict:
+def _is_compiled(net: torch.nn.Module) -> bool:
+    # What torch.compile returns: a wrapper whose `_orig_mod` is the network.
+    return isinstance(getattr(net, "_orig_mod", None), torch.nn.Module)
+
+
+def _result(model, st, dataset, source, checkpoint, rows, seconds, opts, compiled: bool = False) -> dict:
     from ramit.tracking import host_info
 
     dev = opts["device"]
@@ -265,6 +286,7 @@ def _result(model, st, dataset, source, checkpoint, rows, seconds, opts) -> dict
         "seconds": round(seconds, 3), "device": dev.type, "host": host_info(dev),
         "protocol": {"y_channel": st.y_channel, "crop_border": st.crop_border, "ensemble": bool(opts["self_ensemble"]),
                      "tile": opts["tile"], **describe_precision(opts["precision"], dev)},
+        "compiled": compiled,
     }
 
 
@@ -275,7 +297,7 @@ def evaluate_stage(spec: dict) -> dict:
     st0 = parse_setting(next(iter(spec["data"])))
     dev = resolve_device(spec["device"])
     check_options(spec["precision"], dev, spec["tile"], 32)
-    net = build_and_load(spec["base_model"], st0, spec["checkpoint"])
+    net = for_inference(build_and_load(spec["base_model"], st0, spec["checkpoint"]), spec.get("compile", False))
     opts = dict(tile=spec["tile"], tile_overlap=32, self_ensemble=spec["self_ensemble"],
                 precision=spec["precision"], device=dev)
     out = Path(spec["out"])
@@ -303,7 +325,7 @@ def _log_stage(spec: dict, results: list[dict]) -> None:
     tags = {"ramit.stage": "evaluate", "ramit.model": spec["model"], "ramit.model_key": spec["key"],
             "ramit.source": spec["source"]}
     params = {"checkpoint": spec["checkpoint"], "device": spec["device"], "precision": spec["precision"],
-              "tile": spec["tile"], "self_ensemble": spec["self_ensemble"]}
+              "tile": spec["tile"], "self_ensemble": spec["self_ensemble"], "compile": spec.get("compile", False)}
     with mlflow_run(name, params=params, tags=tags) as t:
         for r in results:
             prefix = f"{r['setting']}/{r['dataset']}/"

@@ -638,18 +638,32 @@ def set_impl(model: nn.Module, impl: str) -> nn.Module:
     return model
 
 
-def compile_model(model: nn.Module, cache_dir: Optional[str | Path] = None, **compile_kwargs) -> nn.Module:
+def compile_model(model: nn.Module, cache_dir: Optional[str | Path] = None, *, inference: bool = False,
+                  **compile_kwargs) -> nn.Module:
     """`torch.compile(model)` with Inductor's on-disk caches kept in one persistent folder.
 
     Compiling RAMiT takes minutes on a CPU; with the FX-graph and kernel caches on disk a second process
     compiling the same model and input shape reuses the artefacts. The folder is `cache_dir`, else
     `$TORCHINDUCTOR_CACHE_DIR` if the caller set it, else `~/.cache/ramit/inductor`. Off by default
-    everywhere (train recipe `compile: true` turns it on): it pays only for long runs at one input size.
+    everywhere (train recipe `compile: true`, evaluate `compile: true` turn it on): it pays only for long
+    runs at few input sizes.
+
+    `inference=True` (evaluation: eval mode, no autograd, weights fixed) freezes the weights into the
+    graph, which is what lets Inductor's CPU backend prepack them for oneDNN and fuse activations and
+    residual sums into the convolutions; without it the compiled graph calls plain convolutions. Each new
+    input size compiles its own graph (`dynamic=False`: RAMiT's window partition is shape arithmetic that
+    specialises anyway), so the recompile limit is raised to what a test set has.
     """
     folder = cache_dir or os.environ.get("TORCHINDUCTOR_CACHE_DIR") or Path.home() / ".cache" / "ramit" / "inductor"
     Path(folder).mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)  # read by Inductor when it first writes a cache entry
+    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
 
     inductor_config.fx_graph_cache = True
+    if inference:
+        compile_kwargs.setdefault("dynamic", False)
+        compile_kwargs["options"] = {"freezing": True, **compile_kwargs.get("options", {})}
+        # One graph per padded input size; past the limit Dynamo would silently run the rest eagerly.
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
     return torch.compile(model, **compile_kwargs)

@@ -56,6 +56,8 @@ class EvaluatePlan(Strict):
     crops: int = Field(2, ge=0, description="Restored crops saved per test set when save_images is off.")
     tile: Optional[int] = None
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
+    compile: bool = Field(False, description="torch.compile the networks (frozen weights, on-disk cache). Each "
+                          "new padded image size compiles again: pays on sets of few sizes, not on Urban100.")
     self_ensemble: list[str] = Field(default_factory=list,
                                      description="Models also evaluated with the x8 self-ensemble (rows `<model>+`).")
 

@@ -193,7 +193,7 @@ class _Builder:
         out = p.path("results", source, model, sid)
         data = {s: {d: self.degrade(s, d) for d in ds} for s, ds in data_sets.items()}
         spec = {"source": source, "model": model, "base_model": base, "key": key, "data": data,
-                "checkpoint": checkpoint, "device": ev.device, "precision": ev.precision, "tile": ev.tile,
+                "checkpoint": checkpoint, "device": ev.device, "precision": ev.precision, "tile": ev.tile, "compile": ev.compile,
                 "self_ensemble": model.endswith("+"), "save_images": ev.save_images, "crops": ev.crops,
                 "out": out, "summary": f"{out}.json"}
         task = key_task(key)

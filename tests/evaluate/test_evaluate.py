@@ -55,7 +55,7 @@ def test_json_follows_the_design_contract(evaluated):
     assert on_disk == res
     assert list(on_disk) == ["model", "base_model", "task", "scale", "sigma", "setting", "dataset", "source",
                              "checkpoint", "checkpoint_sha256", "n", "psnr", "ssim", "seconds", "device", "host",
-                             "protocol"]
+                             "protocol", "compiled"]
     assert set(on_disk["host"]) == {"device", "device_name", "torch", "cuda", "python", "git_commit"}
     assert (on_disk["model"], on_disk["task"], on_disk["scale"], on_disk["sigma"]) == ("RAMiT-1", "sr", 2, None)
     assert (on_disk["dataset"], on_disk["source"], on_disk["n"], on_disk["device"]) == ("Set5", "released", 5, "cpu")

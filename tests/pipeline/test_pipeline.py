@@ -149,3 +149,21 @@ def test_released_target_on_set5_with_mirrors(make_project, datasets_mirror, che
 def test_snakemake_lint_is_clean():
     p = run([str(BIN / "snakemake"), "--lint"], ROOT, check=False)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+
+
+def test_evaluate_compile_goes_from_the_plan_to_the_network(make_project):
+    """`evaluate.compile: true` reaches every evaluate stage and compiles learned networks only (the
+    compiled run itself: tests/evaluate/test_compiled_evaluation.py)."""
+    from ramit.evaluate.evaluate import _is_compiled, for_inference
+    from ramit.models import build_model
+    from ramit.pipeline.stages import resolve_stage
+
+    proj = make_project(tiny_plan(evaluate={"save_images": False, "device": "cpu", "crops": 0, "compile": True}))
+    _, stage = resolve_stage(proj / "params/run.yaml", "evaluate-trained-PReNet-dr")
+    assert stage.spec["compile"] is True
+    _, stage = resolve_stage(proj / "params/run.yaml", "evaluate-trained-RAMiT-slimLLE-lle")
+    assert stage.spec["compile"] is True
+    # torch.compile is lazy: wrapping costs nothing until the first image.
+    assert _is_compiled(for_inference(build_model("RAMiT-1", "sr", scale=2), True))
+    assert not _is_compiled(for_inference(build_model("RAMiT-1", "sr", scale=2), False))
+    assert not _is_compiled(for_inference(build_model("Bicubic", "sr", scale=2), True))
