@@ -6,8 +6,9 @@ For each thread count and case it prints reference / fast / compiled ms (median 
 implementations timed round-robin in one process so load drifts hit them alike), the ratios to the
 reference path, and GFLOP/s (MACs from `count_macs`) against a 1024^3 matmul measured in the same run.
 `--backward` adds a forward+backward (training step) line per implementation. No asserts: timings
-depend on the machine and its load. Compiling takes minutes on a CPU; the Inductor cache
-(`ramit.models.ramit.compile_model`) makes a second run start fast.
+depend on the machine and its load. The compiled model is what evaluation runs with `compile: true`
+(`compile_model(inference=True)`: frozen, oneDNN-prepacked weights); it compiles in every run, minutes
+per case on a CPU (frozen graphs are not kept in Inductor's disk cache).
 """
 
 from __future__ import annotations

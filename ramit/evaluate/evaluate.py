@@ -145,11 +145,12 @@ def build_and_load(model: str, setting: Setting, checkpoint: str | os.PathLike |
 
 
 def for_inference(net: torch.nn.Module, compile: bool) -> torch.nn.Module:
-    """The network as evaluation runs it: `net` itself, or with `compile` a `torch.compile` of it with frozen
-    weights and the persistent Inductor cache (`ramit.models.ramit.compile_model`).
+    """The network as evaluation runs it: `net` itself, or with `compile` a `torch.compile` of it with
+    frozen weights (`ramit.models.ramit.compile_model(inference=True)`).
 
-    Every new padded input size compiles again (minutes on a CPU, cached on disk for the next run), so it
-    pays on test sets with few distinct sizes (Kodak24, McMaster, CBSD68) and long runs, not on Urban100.
+    Every new padded input size compiles again, in every process (minutes on a CPU; frozen graphs are not
+    kept in Inductor's disk cache), so it pays on large test sets of few distinct sizes (Kodak24,
+    McMaster, CBSD68) and not on Urban100.
     A model without weights (Bicubic, Identity) has nothing to compile and runs as it is."""
     if not compile or not any(True for _ in net.parameters()):
         return net
