@@ -172,8 +172,8 @@ def evaluate(
     self_ensemble: bool = typer.Option(False, help="x8 geometric self-ensemble (the authors did not use it)."),
     precision: str = typer.Option("fp32", help="fp32 (IEEE, TF32 off), tf32, bf16 or fp16 (all but fp32 on GPU only)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (frozen weights, cached on "
-                                 "disk); each new image size compiles again, minutes on a CPU."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (frozen weights); each new "
+                                 "image size compiles again, in every run (minutes on a CPU)."),
     plan: Optional[Path] = typer.Option(None, help=PLAN_HELP + " Scores every test set and setting of --key."),
     key: Optional[str] = typer.Option(None, help="With --plan: the model key (x2, ..., cdn, ...)."),
     released: Optional[str] = typer.Option(None, help="With --plan: the released checkpoint file to score "
