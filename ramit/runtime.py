@@ -20,7 +20,6 @@ Two settings remove most of it (benchmarks/bench_alloc.py measures them):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # glibc's mallopt parameter numbers (malloc.h).
@@ -37,10 +36,9 @@ def tune_allocator() -> dict[str, bool]:
     # Read by torch once, at its first large allocation: so this must run before any tensor exists.
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     _applied["thp"] = os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
-    libc_name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(libc_name) if libc_name else None
-        mallopt = libc.mallopt if libc is not None else None
+        # The process's own symbols include libc's (find_library would run ldconfig in every job).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
         mallopt = None
     if mallopt is not None:
