@@ -97,47 +97,11 @@ def _onednn_map(x: torch.Tensor) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
 
 
-def _tokens(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """[B, C, H, W] -> [groups, B*H*W, C/groups]: a view of a channels_last map (a copy otherwise)."""
-    return x.permute(0, 2, 3, 1).reshape(-1, groups, x.shape[1] // groups).transpose(0, 1)
-
-
-class _PointwiseGEMM(torch.autograd.Function):
-    """A 1x1 convolution on a channels_last map: oneDNN forward, and a backward of plain GEMMs on the token
-    view. (The autograd formula of `mkldnn_convolution` hands the backward to torch's im2col kernel, which
-    copies the maps to NCHW: 25% of an embedded training step went there.)"""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, groups):
-        ctx.save_for_backward(x, weight)
-        ctx.groups, ctx.has_bias = groups, bias is not None
-        return torch.ops.aten.mkldnn_convolution(x, weight, bias, [0, 0], [1, 1], [1, 1], groups)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, weight = ctx.saved_tensors
-        g = ctx.groups
-        b, _, h, w = gy.shape
-        gt = _tokens(gy, g)  # [g, BHW, out/g]
-        wg = weight.view(g, -1, weight.shape[1])  # [g, out/g, in/g]
-        # One group: 2-D `mm`, which hands the transposes to BLAS (`bmm` of one batch copies them: 3x slower).
-        mm = (lambda a, b: torch.mm(a[0], b[0]).unsqueeze(0)) if g == 1 else torch.bmm
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = mm(gt, wg).transpose(0, 1).reshape(b, h, w, -1).permute(0, 3, 1, 2)
-        if ctx.needs_input_grad[1]:
-            gw = mm(gt.transpose(1, 2), _tokens(x, g)).view_as(weight)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = gt.sum(1).reshape(-1)
-        return gx, gw, gb, None
-
-
 class Pointwise(nn.Conv2d):
     """A 1x1 convolution (an `nn.Conv2d`, so the checkpoint keys are unchanged).
 
     On a channels_last float CPU map it calls oneDNN directly: torch's own heuristic sends single-thread,
-    batch-1 1x1 convolutions to its im2col GEMM, which is ~2.3x slower on these shapes. With autograd the
-    backward is two GEMMs on the same token view (`_PointwiseGEMM`).
+    batch-1 1x1 convolutions to its im2col GEMM, which is ~2.3x slower on these shapes.
     """
 
     def __init__(self, in_ch: int, out_ch: int, bias: bool = True, groups: int = 1):
@@ -146,8 +110,6 @@ class Pointwise(nn.Conv2d):
     def forward(self, x):
         # Under torch.compile the plain conv is traced instead: Inductor picks its own conv kernels.
         if _onednn_map(x):
-            if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-                return _PointwiseGEMM.apply(x, self.weight, self.bias, self.groups)
             return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, [0, 0], [1, 1], [1, 1], self.groups)
         return super().forward(x)
 
@@ -306,8 +268,8 @@ def _window_order(b: int, h: int, w: int, ws: int, shift: int, device: torch.dev
 def _explicit_attention(q: torch.Tensor, bias: torch.Tensor) -> bool:
     # torch's CPU flash kernel gets slower, not faster, with a second thread at 64 tokens x 16 dims
     # (benchmarks/README.md); explicit batched matmuls scale. And with a bias that needs a gradient (training)
-    # SDPA falls back to its math kernel anyway, plus a -inf-safe softmax that costs as much again. Compiled
-    # graphs keep SDPA (Inductor lowers it, and reading the thread count would break the graph).
+    # SDPA falls back to its math kernel anyway, plus a -inf-safe softmax on top. Compiled graphs keep SDPA
+    # (Inductor lowers it, and reading the thread count would break the graph).
     if torch.compiler.is_compiling() or q.device.type != "cpu":
         return False
     return torch.get_num_threads() > 1 or (torch.is_grad_enabled() and bias.requires_grad)
@@ -352,12 +314,11 @@ class SpatialSelfAttention(nn.Module):
         to_windows, to_pixels = order(b, h, w, ws, shift, qkv.device)
         # [B*H*W, heads*3d] is a view of the channels_last map; the gather is the roll *and* the partition.
         t = qkv.permute(0, 3, 4, 1, 2).reshape(b * h * w, nh * 3 * d).index_select(0, to_windows)
-        t = t.view(-1, ws * ws, nh, 3, d)
+        t = t.view(-1, ws * ws, nh, 3, d)  # [B*nW, n, heads, (q, k, v), d]
         # Cosine attention: q^.k^T * scale == (q^ * scale).k^T, so the scale rides on q's normalisation,
-        # and q and k are normalised in one pass (factor: scale for q, 1 for k). The normalised q and k come
-        # out head-major and contiguous (`_unit`): a batched matmul on the strided token view runs ~3x slower.
+        # and q and k are normalised in one pass (factor: scale for q, 1 for k).
         scale = self._scale()
-        factor = torch.cat([scale, torch.ones_like(scale)], dim=1).to(t.dtype)
+        factor = torch.cat([scale, torch.ones_like(scale)], dim=1).to(t.dtype)  # [heads, 2, 1]
         qk = _unit(t[..., :2, :], -1, factor)
         q, k, v = qk[..., 0, :].transpose(1, 2), qk[..., 1, :].transpose(1, 2), t[..., 2, :].transpose(1, 2)
         if helper is not None:

@@ -123,28 +123,3 @@ def test_impl_switch_is_checked_and_keeps_the_state_dict():
     assert [(k, v.shape) for k, v in ref.state_dict().items()] == [(k, v.shape) for k, v in fast.state_dict().items()]
     with pytest.raises(ValueError, match="impl must be one of"):
         set_impl(fast, "sdpa")
-
-
-@pytest.mark.parametrize("groups, grad_layout", [(1, torch.channels_last), (4, torch.channels_last),
-                                                  (1, torch.contiguous_format)])
-def test_pointwise_gemm_backward_equals_the_convolution_backward(groups, grad_layout):
-    """Training on channels_last maps runs a 1x1 conv's backward as GEMMs on the token view (`_PointwiseGEMM`):
-    its gradients must be torch's own convolution gradients, grouped or not, whatever the incoming layout."""
-    from ramit.models.ramit import Pointwise
-
-    torch.manual_seed(3)
-    pw = Pointwise(48, 96, groups=groups)
-    x = torch.randn(2, 48, 11, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
-    gy = torch.randn(2, 96, 11, 7).contiguous(memory_format=grad_layout)
-    y = pw(x)
-    assert y.grad_fn is not None and "PointwiseGEMM" in type(y.grad_fn).__name__
-    gx, gw, gb = torch.autograd.grad(y, (x, pw.weight, pw.bias), gy)
-    x64 = x.detach().double().requires_grad_()
-    w64, b64 = pw.weight.detach().double().requires_grad_(), pw.bias.detach().double().requires_grad_()
-    y64 = torch.nn.functional.conv2d(x64, w64, b64, groups=groups)
-    ex, ew, eb = torch.autograd.grad(y64, (x64, w64, b64), gy.double())
-    assert (y.double() - y64).abs().max().item() <= 1e-5
-    for got, exact in ((gx, ex), (gw, ew), (gb, eb)):
-        assert got.shape == exact.shape
-        assert _close(got, exact, 1e-6, 1e-6)
-    assert gx.is_contiguous(memory_format=torch.channels_last)
