@@ -374,6 +374,22 @@ def test_swinir_pads_to_the_next_window_like_the_authors_test_script():
         assert (y - plain(x)).abs().max() > 1e-3  # the extra window changes the result
 
 
+def test_swinir_trains_on_the_patch_as_given_and_tests_with_the_extra_window():
+    # The authors' training feeds 64x64 patches straight to the network (its check_image_size pads only
+    # to a multiple); the extra mirrored window belongs to their test script.
+    torch.manual_seed(0)
+    model = build_baseline("SwinIR-light", "sr", 2, depths=(2,), num_heads=(6,))
+    seen = []
+    model.conv_first.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))
+    x = torch.rand(2, 3, 32, 32)
+    out = model.train()(x)
+    assert out.shape == (2, 3, 64, 64) and seen == [(32, 32)]
+    with torch.no_grad():
+        assert model.eval()(x).shape == (2, 3, 64, 64) and seen[-1] == (40, 40)
+    model.train()(torch.rand(1, 3, 30, 27))  # training input off the window grid: to the multiple only
+    assert seen[-1] == (32, 32)
+
+
 def test_swinir_uses_its_mask_buffer_only_at_img_size():
     # the authors use the stored attn_mask when the (padded) input is img_size, else a fresh one
     torch.manual_seed(0)

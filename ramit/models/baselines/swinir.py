@@ -41,7 +41,9 @@ mean (0.4488, 0.4371, 0.4040) before the network (added back after); 1-channel i
 Padding: with `pad_to_next_window=True` (default, the authors' main_test_swinir.py) the input is
 mirror-padded bottom/right to the NEXT multiple of the window, i.e. by 1..8 pixels even when it already
 is a multiple (48 -> 56), and the output cropped; with False only to a multiple (the model's own
-`check_image_size`, what the paper's Mult-Adds are counted on). Any input size >= 1x1 works.
+`check_image_size`, what the paper's Mult-Adds are counted on). The extra window is a test-time step:
+in training mode (`model.train()`) the model pads only to a multiple, as the authors' training does.
+Any input size >= 1x1 works.
 
 Counting convention of the paper (`paper_convention`, `paper_macs_formula`): parameters without the
 bias tables; Mult-Adds by the authors' own analytic formula (attention matmuls included), evaluated on
@@ -309,7 +311,11 @@ class SwinIR(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        if self.pad_to_next_window:
+        # The extra window is the authors' TEST script (main_test_swinir.py), not the network: their
+        # training feeds patches straight to it, whose own check_image_size pads only to a multiple
+        # (nothing for a 32 or 64 patch). Padding in training too would train on 56% more pixels
+        # (32 -> 40) than they do, with windows that straddle mirrored borders.
+        if self.pad_to_next_window and not self.training:
             x = pad_to_multiple(x, self.window_size, "symmetric", always=True)
         else:
             x = pad_to_multiple(x, self.window_size, "reflect")
