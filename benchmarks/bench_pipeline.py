@@ -3,10 +3,11 @@
     python benchmarks/bench_pipeline.py
 
 Copies the project to a temp dir with a small plan (one trained model, one non-learned one, lle).
-1. Runs every stage's command of its dvc.yaml in order, one process each as the orchestrators do, then
-   the same stages in one warm process (torch and MLflow already imported): per family it prints the
-   median job time, the warm time (the work) and their difference (what a separate job costs:
-   interpreter start-up, imports, plan loading), and the import cost of the heavy modules alone.
+1. Runs every stage's command of its dvc.yaml in order, one process each as DVC does, then each as a
+   fork of a preload server as Snakemake does (ramit/launch.py), then the same stages in one warm
+   process (torch and MLflow already imported): per family it prints the median job time each way, the
+   warm time (the work) and the differences (what a separate job costs: interpreter start-up, imports,
+   plan loading), and the import cost of the heavy modules alone.
 2. Runs the plan once with Snakemake and once with DVC, then times a second invocation of each (which
    must do nothing), and prints the times and their ratio.
 """
@@ -28,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def sh(cmd: list[str], cwd: Path) -> float:
+def sh(cmd: list[str], cwd: Path, extra_env: dict | None = None) -> float:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+           "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", **(extra_env or {})}
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if p.returncode:
@@ -76,6 +77,26 @@ def clean(proj: Path) -> None:
     (proj / "dvc.lock").unlink(missing_ok=True)
 
 
+def forked_walls(proj: Path, stages: dict) -> dict[str, float]:
+    """Every stage's command through a preload server started in the copy (what W.start() does)."""
+    import socket
+
+    path = os.path.join(tempfile.gettempdir(), f"ramit-bench-{os.getpid()}.sock")
+    server = subprocess.Popen([sys.executable, "-m", "ramit.preload", path], cwd=proj,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not os.path.exists(path):
+            if server.poll() is not None:
+                sys.exit("the preload server did not start")
+            time.sleep(0.1)
+        env = {"RAMIT_PRELOAD": f"{socket.gethostname()}:{path}"}
+        return {name: sh([str(BIN / st["cmd"].split()[0]), *st["cmd"].split()[1:]], proj, env)
+                for name, st in stages.items()}
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def per_family(proj: Path) -> None:
     """Every stage as its own process (as Snakemake and DVC run it), then all of them in one warm process:
     the difference per job is what being a separate job costs (start-up, imports, plan loading)."""
@@ -86,7 +107,9 @@ def per_family(proj: Path) -> None:
     try:
         for name, stage in stages.items():
             cmd = stage["cmd"].split()
-            walls[name] = sh([str(BIN / cmd[0]), *cmd[1:]], proj)
+            walls[name] = sh([str(BIN / cmd[0]), *cmd[1:]], proj, {"RAMIT_PRELOAD": "off"})
+        clean(proj)
+        forked = forked_walls(proj, stages)
         clean(proj)
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{proj / 'mlflow.db'}"}
     finally:
@@ -95,14 +118,17 @@ def per_family(proj: Path) -> None:
     if out.returncode:
         sys.exit(f"warm run failed:\n{out.stderr[-3000:]}")
     warm = json.loads(out.stdout.strip().splitlines()[-1])
-    rows: dict[str, list[tuple[float, float]]] = {}
+    rows: dict[str, list[tuple[float, float, float]]] = {}
     for name, stage in stages.items():
-        rows.setdefault(stage["cmd"].split()[1], []).append((walls[name], warm[name]))
-    print("per family: one process per job (as the orchestrators run them) vs the same stages in one warm process")
-    print(f"{'family':10s} {'jobs':>4s} {'job s':>7s} {'warm s':>7s} {'overhead s':>10s}  (medians per job)")
+        rows.setdefault(stage["cmd"].split()[1], []).append((walls[name], forked[name], warm[name]))
+    print("per family: one process per job (as DVC runs them), forked from the preload server (as Snakemake "
+          "runs them), and the same stages in one warm process (the work alone)")
+    print(f"{'family':10s} {'jobs':>4s} {'process s':>9s} {'forked s':>8s} {'warm s':>7s} {'overhead s':>10s} "
+          f"{'forked overhead s':>17s}  (medians per job)")
     for fam, r in rows.items():
         med = [statistics.median(x) for x in zip(*r)]
-        print(f"{fam:10s} {len(r):4d} {med[0]:7.2f} {med[1]:7.2f} {statistics.median(w - x for w, x in r):10.2f}")
+        print(f"{fam:10s} {len(r):4d} {med[0]:9.2f} {med[1]:8.2f} {med[2]:7.2f} "
+              f"{statistics.median(w - x for w, _, x in r):10.2f} {statistics.median(f - x for _, f, x in r):17.2f}")
     print(f"imports alone: python {import_cost('pass'):.2f} s, ramit.cli {import_cost('import ramit.cli'):.2f} s, "
           f"torch {import_cost('import torch'):.2f} s, mlflow {import_cost('import mlflow'):.2f} s, "
           f"all {import_cost('import ramit.cli, torch, mlflow'):.2f} s")

@@ -44,3 +44,11 @@ def tune_allocator() -> dict[str, bool]:
     if mallopt is not None:
         _applied["mallopt"] = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))  # an int: 2 GB
     return _applied
+
+
+def reapply_env() -> None:
+    """For a process whose environment was replaced after `tune_allocator` (a preload server's job,
+    ramit/preload.py): the heap settings are the process's and stay, the THP request is an environment
+    variable and is set again (unless the new environment opts out)."""
+    if _applied and os.environ.get("RAMIT_ALLOCATOR", "tuned") != "default":
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

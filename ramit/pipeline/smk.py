@@ -79,17 +79,23 @@ class Workflow:
 
     # ---- the invocation
     def start(self) -> None:
+        """The invocation's MLflow run, and the warm process its jobs fork from (ramit/launch.py)."""
         from ramit.pipeline.umbrella import start_umbrella_run
+        from ramit.preload import start_server as start_preload
         from ramit.tracking import tracking_uri
 
         print(f"ramit: plan {self.plan_file} ({self.plan.name}), outputs under {self.plan.root}/, "
               f"job logs in {self.at('logs/')}, MLflow store {tracking_uri()}")
+        # first: it imports torch while this process opens the MLflow store
+        self._preload = start_preload(self.invocation, self.at("logs/preload.log"))
         start_umbrella_run("snakemake", params_file=self.plan_file)  # every stage's run becomes its child
 
     def finish(self, status: str) -> None:
         """Record what ran in dvc.lock (also after a failure: what finished is current), log the spooled
         runs, end the invocation's run."""
         from ramit.pipeline.umbrella import finish_invocation
+        from ramit.preload import stop_server as stop_preload
 
+        stop_preload(getattr(self, "_preload", None))
         commit_done(self.plan, self.plan_file, self.invocation)
         finish_invocation(status)
