@@ -79,7 +79,9 @@ def run_in_server(path: str, argv: list[str]) -> bool:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
-        socket.send_fds(conn, [encode_request(argv)], [0, 1, 2])
+        request = encode_request(argv)
+        sent = socket.send_fds(conn, [request], [0, 1, 2])
+        conn.sendall(request[sent:])  # a large environment may not go in one message
     except OSError:  # no socket, a dead server's socket, or a full backlog: run it here
         conn.close()
         return False

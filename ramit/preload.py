@@ -156,11 +156,18 @@ class Server:
             log(f"bad request ({e}); dropped")
             conn.close()
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # out of processes or memory: the client runs the job itself
+            log(f"fork failed ({e}); the job runs in its own process")
+            pid = -1
         if pid == 0:
             self._become_job(conn, req, fds)  # never returns
         for fd in fds:
             os.close(fd)
+        if pid < 0:
+            conn.close()
+            return
         argv = " ".join(req["argv"])
         self.children[pid] = (conn, argv, time.perf_counter())
         log(f"job {pid} started: ramit {argv}")

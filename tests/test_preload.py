@@ -106,10 +106,14 @@ def test_a_job_through_the_server_writes_what_a_fresh_process_writes(server, tmp
 
 def test_exit_code_and_error_message_come_back(server, tmp_path):
     for preload in (server["address"], "off"):
+        before = len(_jobs(server))
+        # an environment larger than one socket message (a long PATH, a module system's variables)
+        env = {**_env(tmp_path, preload), **{f"RAMIT_TEST_BIG{i}": "x" * 10_000 for i in range(30)}}
         r = subprocess.run([*CLIENT, "train", "--model", "RAMiT", "--task", "sr"], cwd=tmp_path,
-                           env=_env(tmp_path, preload), capture_output=True, text=True, timeout=120)
+                           env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 2, (preload, r.stderr)
         assert "error: missing --recipe, --train-data, --out" in r.stderr, r.stderr
+        assert len(_jobs(server)) == before + (preload != "off")
 
 
 def test_training_through_the_server_is_bit_identical_to_a_fresh_process(server, sr_data, tmp_path):
