@@ -430,6 +430,22 @@ def set_mirror(r: Rehearsal, url: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ checks
+def check_preload(r: Rehearsal) -> None:
+    """The invocation's jobs ran as forks of its preload server (ramit/launch.py), each ended with exit 0,
+    and the server ended with the invocation."""
+    from ramit.pipeline.plan import load_plan
+
+    root = load_plan(r.proj / r.plan_file).root
+    log = r.proj / root / "logs" / "preload.log"
+    text = log.read_text() if log.is_file() else ""
+    started = re.findall(r"job (\d+) started: ramit ", text)
+    ok = re.findall(r"job \d+ ended: exit 0 after", text)
+    if not started or len(ok) != len(started) or not text.rstrip().endswith("exiting"):
+        raise RehearsalFailed(f"{log}: {len(started)} jobs forked, {len(ok)} ended with exit 0; the log ends:\n"
+                              f"{text[-2000:]}")
+    r.say(f"preload: {len(started)} jobs forked from the invocation's server, all exit 0")
+
+
 def check_outputs(r: Rehearsal) -> None:
     """Every target exists; every training history is complete; warm starts started from their x2."""
     missing = [t for s in r.stages() for t in s.targets if not (r.proj / t).exists()]
@@ -508,6 +524,7 @@ def step_full_run(r: Rehearsal, dvcfile: str) -> None:
     r.say(f"snakemake: the whole DAG ({n} stages) ...")
     snakemake(r)
     check_outputs(r)
+    check_preload(r)
     dvc_status_clean(r, dvcfile)
 
 
