@@ -5,6 +5,9 @@
 For each thread count and case it prints reference / fast / compiled ms (median of `--runs`, the
 implementations timed round-robin in one process so load drifts hit them alike), the ratios to the
 reference path, and GFLOP/s (MACs from `count_macs`) against a 1024^3 matmul measured in the same run.
+`bound` is the time no implementation of the same MACs beats on this machine: every MAC at that matmul
+rate plus every softmax and GELU element at torch's rate (measured in the run; all other elementwise work
+counted free); `bound x` = reference / bound is the most any path could gain over the reference here.
 `--backward` adds a forward+backward (training step) line per implementation. No asserts: timings
 depend on the machine and its load. The compiled model is what evaluation runs with `compile: true`
 (`compile_model(inference=True)`: frozen, oneDNN-prepacked weights); it compiles in every run, minutes
@@ -14,6 +17,7 @@ per case on a CPU (frozen graphs are not kept in Inductor's disk cache).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -22,6 +26,7 @@ from ramit.runtime import tune_allocator
 tune_allocator()  # as every `ramit` command does, before torch allocates
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from ramit.models import build_model  # noqa: E402
 from ramit.models.complexity import count_macs  # noqa: E402
@@ -49,6 +54,26 @@ def matmul_gflops(runs: int, n: int = 1024) -> float:
     return 2 * n ** 3 / round_robin_ms({"mm": lambda: a @ b}, runs)["mm"] / 1e6
 
 
+def elementwise_rates(runs: int, n: int = 1 << 22) -> dict[str, float]:
+    """Elements per ms of torch's softmax (rows of 64, as SPSA's) and exact GELU on 16 MB tensors."""
+    rows, flat = torch.rand(n // 64, 64), torch.rand(n)
+    ms = round_robin_ms({"softmax": lambda: rows.softmax(-1), "gelu": lambda: F.gelu(flat)}, runs)
+    return {k: n / v for k, v in ms.items()}
+
+
+def elementwise_counts(model, x) -> dict[str, int]:
+    """Elements one reference forward passes through softmax and GELU (profiler input shapes)."""
+    set_impl(model, "reference")
+    with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
+        model(x)
+    ops = {"aten::_softmax": "softmax", "aten::gelu": "gelu"}
+    counts = dict.fromkeys(ops.values(), 0)
+    for e in prof.events():
+        if e.name in ops:
+            counts[ops[e.name]] += math.prod(e.input_shapes[0])
+    return counts
+
+
 def _forward(model, impl, x):
     def run():
         set_impl(model, impl)
@@ -68,15 +93,21 @@ def _step(model, impl, x):
 def bench(threads: int, runs: int, compile_: bool, backward: bool, only: str = "") -> None:
     torch.set_num_threads(threads)
     peak = matmul_gflops(runs)
-    print(f"\n== {threads} thread(s); plain matmul 1024^3: {peak:.1f} GFLOP/s")
-    print(f"{'case':28s} {'reference':>10s} {'fast':>9s} {'compiled':>9s} {'fast x':>7s} {'comp x':>7s}  "
-          f"GFLOP/s ref/fast/comp (% of matmul)")
+    rates = elementwise_rates(runs)
+    print(f"\n== {threads} thread(s); plain matmul 1024^3: {peak:.1f} GFLOP/s; softmax "
+          f"{rates['softmax'] / 1e6:.2f}, GELU {rates['gelu'] / 1e6:.2f} G elements/s")
+    print(f"{'case':28s} {'reference':>10s} {'fast':>9s} {'compiled':>9s} {'fast x':>7s} {'comp x':>7s} "
+          f"{'bound':>7s} {'bound x':>7s}  GFLOP/s ref/fast/comp (% of matmul)")
     for name, task, scale, (h, w) in CASES:
         if only and only not in f"{name} {task} x{scale} {h}x{w}":
             continue
         model = build_model(name, task, scale=scale).eval()
         x = torch.rand(1, model.in_chans, h, w)
         macs = count_macs(model, (model.in_chans, h, w))
+        # What no implementation of these MACs beats here: all of them at the matmul rate, plus the
+        # softmax and GELU elements at torch's rates (everything else, norms, gathers, sums, free).
+        counts = elementwise_counts(model, x)
+        bound = 2 * macs / peak / 1e6 + sum(counts[k] / rates[k] for k in counts)
         fns = {"reference": _forward(model, "reference", x), "fast": _forward(model, "fast", x)}
         if compile_:
             twin = build_model(name, task, scale=scale).eval()
@@ -90,7 +121,8 @@ def bench(threads: int, runs: int, compile_: bool, backward: bool, only: str = "
         comp = ms.get("compiled", float("nan"))
         label = f"{name} {task}{f' x{scale}' if scale else ''} {h}x{w}"
         print(f"{label:28s} {ms['reference']:10.1f} {ms['fast']:9.1f} {comp:9.1f} "
-              f"{ms['reference'] / ms['fast']:7.2f} {ms['reference'] / comp:7.2f}  "
+              f"{ms['reference'] / ms['fast']:7.2f} {ms['reference'] / comp:7.2f} {bound:7.1f} "
+              f"{ms['reference'] / bound:7.2f}  "
               + " / ".join(f"{gf.get(k, float('nan')):.0f}" for k in ("reference", "fast", "compiled"))
               + f" ({gf['fast'] / peak:.0%} fast)", flush=True)
         if backward:
